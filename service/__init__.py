@@ -1,0 +1,1 @@
+"""unconv: a REST inference service for a deconvnet visualiser, an auto-encoder and a VAE."""

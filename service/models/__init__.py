@@ -1,0 +1,80 @@
+"""The project's one home for model code, used by both the service and ``training``."""
+
+from .autoencoder import ACTIVATIONS, AutoEncoder, ConvAEConfig, conv_decoder, conv_encoder
+from .checkpoint import (
+    CONFIGS,
+    Checkpoint,
+    CheckpointError,
+    ModelConfig,
+    checkpoint_paths,
+    load_checkpoint,
+    read_checkpoint_json,
+    save_checkpoint,
+)
+from .cnn import CNNConfig, MnistCNN
+from .deconvnet import (
+    UndoableAvgPool2d,
+    UndoableConv2d,
+    UndoableMaxPool2d,
+    UndoableReLU,
+    UndoableSequential,
+    Visualisation,
+    keep_top_k,
+)
+from .losses import (
+    ASSUMPTIONS,
+    MNIST_NORMALISATION,
+    Normalisation,
+    ReconstructionLoss,
+    RegularisedLoss,
+    target_transform,
+    to_intensities,
+)
+from .torchvision_nets import (
+    IMAGENET_NORMALISATION,
+    TORCHVISION_NETWORKS,
+    NetworkSpec,
+    WeightsUnavailable,
+    load_torchvision_network,
+)
+from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder
+
+__all__ = [
+    "ACTIVATIONS",
+    "ASSUMPTIONS",
+    "CONFIGS",
+    "IMAGENET_NORMALISATION",
+    "MNIST_NORMALISATION",
+    "TORCHVISION_NETWORKS",
+    "AutoEncoder",
+    "CNNConfig",
+    "Checkpoint",
+    "CheckpointError",
+    "ConvAEConfig",
+    "ConvVAEConfig",
+    "MLPVAEConfig",
+    "MnistCNN",
+    "ModelConfig",
+    "NetworkSpec",
+    "Normalisation",
+    "ReconstructionLoss",
+    "RegularisedLoss",
+    "UndoableAvgPool2d",
+    "UndoableConv2d",
+    "UndoableMaxPool2d",
+    "UndoableReLU",
+    "UndoableSequential",
+    "VariationalAutoEncoder",
+    "Visualisation",
+    "WeightsUnavailable",
+    "checkpoint_paths",
+    "conv_decoder",
+    "conv_encoder",
+    "keep_top_k",
+    "load_checkpoint",
+    "load_torchvision_network",
+    "read_checkpoint_json",
+    "save_checkpoint",
+    "target_transform",
+    "to_intensities",
+]

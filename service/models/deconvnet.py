@@ -1,0 +1,383 @@
+"""Zeiler & Fergus deconvnet: project a layer's strongest activations back to pixel space.
+
+Every supported layer gets an ``Undoable*`` wrapper whose ``forward`` returns the layer's output
+together with the context needed to undo it, and whose ``undo`` maps a signal at the layer's
+output back to its input. Convolutions and pooling are undone by their exact transposes, ReLUs by
+a ReLU of the incoming signal. A projection is therefore identical to back-propagating the kept
+activations through the forward pass with every ReLU's backward pass replaced by a ReLU: the
+"deconvnet" rule of Zeiler & Fergus (2014). Conv biases play no part in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.modules.utils import _pair
+
+UNPOOL_MODES = ("sum", "overwrite")
+
+
+class UndoableReLU(nn.Module):
+    """Wrapper around a ReLU (also ``inplace=True``) that adds 'undo' functionality."""
+
+    def __init__(self, module: nn.ReLU):
+        super().__init__()
+        self.original = module
+
+    def forward(self, s: torch.Tensor):
+        # never in place: the caller may still need the pre-activation
+        return torch.relu(s), None
+
+    @torch.no_grad()
+    def undo(self, a: torch.Tensor, context) -> torch.Tensor:
+        """Undo the ReLU by rectifying the signal coming down from above."""
+        return torch.relu(a)
+
+
+class UndoableMaxPool2d(nn.Module):
+    """Wrapper around a max-pooling layer that adds 'undo' functionality.
+
+    Parameters
+    ----------
+    module : nn.MaxPool2d
+        Any kernel, stride, padding, dilation and ceil mode.
+    unpool : {"sum", "overwrite"}
+        ``"sum"`` (default) undoes pooling with its transpose: every value goes back to the
+        position that won its window (its switch), and values of overlapping windows that share
+        a switch are added. This is deterministic on every device and thread count.
+        ``"overwrite"`` uses ``F.max_unpool2d``, where one of the values sharing a switch wins;
+        which one depends on the device and thread count.
+    """
+
+    def __init__(self, module: nn.MaxPool2d, unpool: str = "sum"):
+        super().__init__()
+        if unpool not in UNPOOL_MODES:
+            raise ValueError(f"expected unpool in {UNPOOL_MODES} but received {unpool!r}")
+        if module.return_indices:
+            raise TypeError(f"{module!r} returns indices; wrap a plain MaxPool2d")
+        self.original = module
+        self.unpool = unpool
+
+    @property
+    def kwargs(self) -> dict:
+        return {
+            k: getattr(self.original, k)
+            for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        }
+
+    def forward(self, x: torch.Tensor):
+        out, indices = F.max_pool2d(x, return_indices=True, **self.kwargs)
+        return out, (indices, x.shape[-2:])
+
+    @torch.no_grad()
+    def undo(self, y: torch.Tensor, context) -> torch.Tensor:
+        """Put every value of ``y`` (N, C, h, w) back at its switch in the input (N, C, H, W).
+
+        Parameters
+        ----------
+        y : torch.Tensor
+            Data with the same shape as the output of the original module.
+        context
+            ``(indices, input_size)`` as returned by ``forward``.
+        """
+        indices, size = context
+        kw = self.kwargs
+        if self.unpool == "overwrite":
+            return F.max_unpool2d(
+                y, indices, kw["kernel_size"], kw["stride"], kw["padding"], output_size=size
+            )
+        # max-pooling's own backward kernel is exactly the transpose (it adds values that share
+        # a switch) and gathers rather than scatters on CUDA, so it is deterministic there too
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            y.contiguous(),
+            y.new_empty((*y.shape[:-2], *size)),
+            _pair(kw["kernel_size"]),
+            _pair(kw["stride"]),
+            _pair(kw["padding"]),
+            _pair(kw["dilation"]),
+            kw["ceil_mode"],
+            indices,
+        )
+
+
+class UndoableAvgPool2d(nn.Module):
+    """Wrapper around an average-pooling layer, undone by upsampling.
+
+    The undo is the transpose of average pooling: every value is spread evenly over its window
+    (for non-overlapping windows, nearest-neighbour upsampling scaled by the window's weight).
+    """
+
+    def __init__(self, module: nn.AvgPool2d):
+        super().__init__()
+        self.original = module
+
+    @property
+    def kwargs(self) -> dict:
+        names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+        return {k: getattr(self.original, k) for k in names} | {
+            "divisor_override": self.original.divisor_override
+        }
+
+    def forward(self, x: torch.Tensor):
+        return F.avg_pool2d(x, **self.kwargs), x.shape[-2:]
+
+    @torch.no_grad()
+    def undo(self, y: torch.Tensor, context) -> torch.Tensor:
+        """Spread ``y`` (N, C, h, w) back over the pooling windows of the input (N, C, H, W)."""
+        kw = self.kwargs
+        return torch.ops.aten.avg_pool2d_backward(
+            y.contiguous(),
+            y.new_empty((*y.shape[:-2], *context)),
+            _pair(kw["kernel_size"]),
+            _pair(kw["stride"] or kw["kernel_size"]),
+            _pair(kw["padding"]),
+            kw["ceil_mode"],
+            kw["count_include_pad"],
+            kw["divisor_override"],
+        )
+
+
+class UndoableConv2d(nn.Module):
+    """Wrapper around a convolutional layer that adds 'undo' functionality.
+
+    The undo is the transposed convolution with the same weights and no bias. Zero padding only
+    (``padding_mode="zeros"``), since other modes have another transpose.
+    """
+
+    def __init__(self, module: nn.Conv2d):
+        super().__init__()
+        if module.padding_mode != "zeros":
+            raise TypeError(
+                f"{module!r} cannot be undone: expected padding_mode='zeros' "
+                f"but received {module.padding_mode!r}"
+            )
+        if isinstance(module.padding, str):
+            raise TypeError(
+                f"{module!r} cannot be undone: expected numeric padding "
+                f"but received {module.padding!r}"
+            )
+        self.original = module
+
+    @property
+    def kwargs(self) -> dict:
+        return {k: getattr(self.original, k) for k in ("padding", "stride", "dilation", "groups")}
+
+    def forward(self, x: torch.Tensor):
+        return F.conv2d(x, self.original.weight, self.original.bias, **self.kwargs), x.shape[-2:]
+
+    @torch.no_grad()
+    def undo(self, s: torch.Tensor, context) -> torch.Tensor:
+        """Map ``s`` (N, C_out, h, w) back to the input space (N, C_in, H, W).
+
+        Parameters
+        ----------
+        s : torch.Tensor
+            Data with the same shape as the output of the original module.
+        context
+            The input's spatial size ``(H, W)``, as returned by ``forward``.
+        """
+        conv = self.original
+        # a strided conv maps several input sizes to one output size; output_padding picks ours
+        dims = (context, s.shape[-2:], conv.stride, conv.padding, conv.dilation, conv.kernel_size)
+        sizes = zip(*dims, strict=True)
+        output_padding = [
+            size - ((n - 1) * st - 2 * p + d * (k - 1) + 1) for size, n, st, p, d, k in sizes
+        ]
+        return F.conv_transpose2d(
+            s,
+            conv.weight,
+            None,
+            conv.stride,
+            conv.padding,
+            output_padding,
+            conv.groups,
+            conv.dilation,
+        )
+
+
+@dataclass(frozen=True)
+class Visualisation:
+    """A deconvnet projection and the activations it was made of.
+
+    Attributes
+    ----------
+    projection : (N, C, H, W) Tensor
+        The kept activations projected back to the input space.
+    channel, y, x : (N, k) Tensor of int64
+        Position of every kept activation in the layer's (C, h, w) output, strongest first.
+    value : (N, k) Tensor
+        The kept activations' values.
+    activation_shape : tuple of int
+        The layer's output shape (C, h, w) for one sample.
+    """
+
+    projection: torch.Tensor
+    channel: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    value: torch.Tensor
+    activation_shape: tuple[int, int, int]
+
+
+def keep_top_k(tensor: torch.Tensor, k: int = 9) -> torch.Tensor:
+    """
+    Drop all but the K highest entries in a tensor.
+
+    Parameters
+    ----------
+    tensor : (N, ...) torch.Tensor
+        The tensor to start from; every sample keeps its own K entries.
+    k : int
+        The number of entries to keep.
+
+    Returns
+    -------
+    result : (N, ...) torch.Tensor
+        A tensor with only the K highest entries of `tensor`
+        in the corresponding positions.
+        All other entries are zero.
+    """
+    vals, indices = torch.flatten(tensor, start_dim=1).topk(k, dim=-1)
+    return _scatter_kept(tensor, indices, vals)
+
+
+def _scatter_kept(like: torch.Tensor, indices: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    result = torch.zeros_like(like)
+    torch.flatten(result, start_dim=1).scatter_(-1, indices, vals)
+    return result
+
+
+def _top_k(activations: torch.Tensor, k: int, channel: int | None):
+    """Values and flat (C*h*w) indices of the top-k entries per sample, strongest first."""
+    _n, c, h, w = activations.shape
+    if channel is None:
+        return activations.flatten(1).topk(k, dim=-1)
+    if not 0 <= channel < c:
+        raise ValueError(f"expected channel in [0, {c - 1}] but received {channel}")
+    vals, indices = activations[:, channel].flatten(1).topk(k, dim=-1)
+    return vals, indices + channel * h * w
+
+
+class UndoableSequential(nn.Module):
+    """
+    Wrapper around a sequential network that adds 'undo' functionality.
+
+    Parameters
+    ----------
+    module : nn.Sequential
+        A stack of Conv2d, ReLU, MaxPool2d and AvgPool2d layers, e.g. the ``features`` of
+        torchvision's AlexNet or VGG.
+    unpool : {"sum", "overwrite"}
+        How max-pooling is undone; see ``UndoableMaxPool2d``.
+    """
+
+    UNDOABLE_MODULES = {
+        nn.Conv2d: UndoableConv2d,
+        nn.MaxPool2d: UndoableMaxPool2d,
+        nn.AvgPool2d: UndoableAvgPool2d,
+        nn.ReLU: UndoableReLU,
+    }
+
+    def __init__(self, module: nn.Sequential, unpool: str = "sum"):
+        super().__init__()
+        self.original = module
+        self.wrapped = nn.ModuleList([self._wrap(i, m, unpool) for i, m in enumerate(module)])
+
+    def _wrap(self, index: int, module: nn.Module, unpool: str) -> nn.Module:
+        undoable = self.UNDOABLE_MODULES.get(type(module))
+        if undoable is None:
+            supported = ", ".join(t.__name__ for t in self.UNDOABLE_MODULES)
+            raise TypeError(
+                f"layer {index + 1} ({module!r}) cannot be undone; expected one of {supported}"
+            )
+        if undoable is UndoableMaxPool2d:
+            return undoable(module, unpool=unpool)
+        return undoable(module)
+
+    def __len__(self) -> int:
+        return len(self.wrapped)
+
+    def forward(self, x: torch.Tensor, until: int | None = None):
+        context = []
+        for module in self.wrapped[:until]:
+            x, ctx = module(x)
+            context.append(ctx)
+        return x, context
+
+    def layer_name(self, layer: int) -> str:
+        """Human-readable name of ``layer`` (1-based), e.g. ``"5: Conv2d(64, 192, ...)"``."""
+        return f"{layer}: {self.original[layer - 1]!r}"
+
+    @torch.no_grad()
+    def visualise(
+        self, x: torch.Tensor, layer: int, k: int = 9, channel: int | None = None
+    ) -> Visualisation:
+        """
+        Project the top-k activations of ``layer`` back to the input space.
+
+        Parameters
+        ----------
+        x : (N, C, H, W) torch.Tensor
+            A batch of inputs; every sample keeps its own top-k activations.
+        layer : int
+            1-based index of the layer whose output is visualised.
+        k : int, optional
+            The number of activations to keep per sample.
+        channel : int, optional
+            Keep the top-k activations of this one feature map only (the paper's mode);
+            by default, the top-k over all feature maps.
+
+        Returns
+        -------
+        visualisation : Visualisation
+            The (N, C, H, W) projection and the kept activations.
+        """
+        if not 1 <= layer <= len(self.wrapped):
+            raise ValueError(f"no layer '{layer}' in a {len(self.wrapped)}-layer network")
+        activations, context = self.forward(x, until=layer)  # (N, C, h, w)
+        _n, c, h, w = activations.shape
+        candidates = h * w if channel is not None else c * h * w
+        if not 1 <= k <= candidates:
+            raise ValueError(f"expected k in [1, {candidates}] for layer {layer} but received {k}")
+        vals, indices = _top_k(activations, k, channel)
+        signal = _scatter_kept(activations, indices, vals)
+        for module, ctx in zip(reversed(self.wrapped[:layer]), reversed(context), strict=False):
+            signal = module.undo(signal, ctx)
+        return Visualisation(
+            projection=signal,
+            channel=indices // (h * w),
+            y=indices % (h * w) // w,
+            x=indices % w,
+            value=vals,
+            activation_shape=(c, h, w),
+        )
+
+    def visualise_activations(self, x: torch.Tensor, layer: int | None = None, k: int = 9):
+        """
+        Visualise activations in input space.
+
+        Parameters
+        ---------
+        x : (N, C, H, W) torch.Tensor
+            The data for which the activations should be visualised.
+        layer : int, optional
+            The layer to visualise the activations for.
+            By default, activations in the last layer are visualised.
+        k : int, optional
+            The number of activations to visualise.
+
+        Returns
+        -------
+        visualisation : (N, C, H, W) torch.Tensor
+            The visualisations with the same shape as `x`.
+        """
+        if layer is None:
+            layer = len(self.original)
+        if layer <= 0:
+            return x
+        if layer > len(self.original):
+            raise ValueError(f"no layer '{layer}' in a {len(self.original)}-layer network")
+        return self.visualise(x, layer, k).projection

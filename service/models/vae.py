@@ -1,0 +1,238 @@
+"""Variational auto-encoder (exercise 5), as the assignment's MLP and as a convolutional variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .autoencoder import conv_decoder, conv_encoder, make_activation
+from .losses import sample_range, to_intensities
+
+
+class VariationalAutoEncoder(nn.Module):
+    """Variational auto-encoder with standard normal prior.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps inputs (N, ...) to (N, 2 * code_features): the latent mean and log-variance, in
+        that order along dimension 1.
+    decoder : nn.Module
+        Maps latent codes (N, code_features) to logits shaped like the inputs.
+    assumption : str, optional
+        How logits become intensities; see ``service.models.losses``.
+    """
+
+    @staticmethod
+    def sample(
+        mean: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """
+        Sample randomly from the latent space in a differentiable manner.
+
+        Parameters
+        ----------
+        mean : (N, code_features) Tensor
+            Mean(s) for sampling new images.
+        log_var : (N, code_features) Tensor
+            Logarithm of variance(s) for sampling new images.
+        generator : torch.Generator, optional
+            Source of the noise, for reproducible samples; it may live on another device.
+
+        Returns
+        -------
+        sample : (N, code_features) Tensor
+            The randomly generated sample in latent space.
+        """
+        mean = torch.as_tensor(mean)
+        noise_device = generator.device if generator is not None else mean.device
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=noise_device)
+        # reparameterisation trick: the noise is the only non-differentiable part
+        return mean + torch.exp(0.5 * torch.as_tensor(log_var)) * eps.to(mean.device)
+
+    @staticmethod
+    def regularisation(parameters: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """
+        Compute regularisation loss.
+
+        Parameters
+        ----------
+        parameters : (Tensor, Tensor)
+            Mean and log_var predictions (N, code_features) from the forward pass.
+
+        Returns
+        -------
+        kl_div : () Tensor
+            The Kullback-Leibler divergence between the Gaussian distribution specified by
+            `parameters` and a standard normal, summed over latent dimensions and averaged
+            over the batch.
+        """
+        mean, log_var = parameters
+        kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
+        return kl.flatten(1).sum(1).mean()
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, assumption: str | None = None):
+        super().__init__()
+        self.assumption = assumption
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, ...) inputs -> mean and log-variance, each (N, code_features)."""
+        mean, log_var = self.encoder(x).chunk(2, dim=1)
+        return mean, log_var
+
+    def forward(self, x: torch.Tensor):
+        """
+        Parameters
+        ----------
+        x : (N, ...) torch.Tensor
+            The inputs to the forward pass.
+
+        Returns
+        -------
+        y : (N, ...) torch.Tensor
+            The logits computed from `x`. In training mode they decode a sample from the latent
+            distribution; in eval mode they decode its mean, so reconstructions are repeatable.
+        parameters : tuple of (N, code_features) torch.Tensor
+            The parameters for the latent distribution.
+            This is used to compute the regularisation.
+        """
+        mean, log_var = self.encode(x)
+        z = self.sample(mean, log_var) if self.training else mean
+        return self.decoder(z), (mean, log_var)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y_range: tuple | None = None) -> torch.Tensor:
+        """Latent codes (N, code_features) -> intensities in [0, 1], shaped like the inputs."""
+        return to_intensities(self.decoder(z), self.assumption, y_range)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        mean: torch.Tensor,
+        log_var: torch.Tensor = 0.0,
+        y_range: tuple | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """
+        Generate one or more new images.
+
+        Parameters
+        ----------
+        mean : (N, code_features) Tensor
+            Mean in latent space for generating images.
+        log_var : (N, code_features) Tensor, optional
+            Logarithm of variance(s) in latent space for generating images.
+        y_range : (min, max), optional
+            Output range for the ``gauss`` assumption.
+        generator : torch.Generator, optional
+            Source of the sampling noise, for reproducible images.
+
+        Returns
+        -------
+        img : (N, ...) Tensor
+            Image with the same dimensions as the inputs
+            and pixel intensities in [0, 1].
+
+        See Also
+        --------
+        `sample(mean, log_var)` : sample randomly in latent space.
+        """
+        device = next(self.decoder.parameters()).device
+        mean = torch.as_tensor(mean).to(device)
+        log_var = torch.as_tensor(log_var).to(device)
+        return self.decode(self.sample(mean, log_var, generator), y_range)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruct (N, ...) inputs to intensities in [0, 1]."""
+        logits, _ = self.forward(x)
+        return to_intensities(logits, self.assumption, sample_range(x))
+
+
+class CropTo(nn.Module):
+    """Crop (N, C, H', W') to (N, C, height, width) from the top-left corner."""
+
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        self.height, self.width = height, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : self.height, : self.width]
+
+
+@dataclass
+class MLPVAEConfig:
+    """The assignment's fully connected VAE (exercise 6): 784-hidden-latent and back."""
+
+    architecture: ClassVar[str] = "mlp-vae"
+    kind: ClassVar[str] = "vae"
+    image_size: tuple[int, int] = (28, 28)
+    in_channels: int = 1
+    hidden_features: int = 400
+    latent_features: int = 20
+    activation: str = "elu"
+
+    def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
+        pixels = self.in_channels * self.image_size[0] * self.image_size[1]
+        act = self.activation
+        encoder = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(pixels, self.hidden_features),
+            make_activation(act),
+            nn.Linear(self.hidden_features, 2 * self.latent_features),
+        )
+        decoder = nn.Sequential(
+            nn.Linear(self.latent_features, self.hidden_features),
+            make_activation(act),
+            nn.Linear(self.hidden_features, pixels),
+            nn.Unflatten(1, (self.in_channels, *self.image_size)),
+        )
+        return VariationalAutoEncoder(encoder, decoder, assumption)
+
+
+@dataclass
+class ConvVAEConfig:
+    """A VAE whose encoder and decoder are the auto-encoder's convolutional parts.
+
+    The conv encoder's feature map is flattened into a latent vector of ``latent_features``
+    (mean and log-variance), and a linear layer maps latent vectors back to a feature map.
+    """
+
+    architecture: ClassVar[str] = "conv-vae"
+    kind: ClassVar[str] = "vae"
+    image_size: tuple[int, int] = (28, 28)
+    in_channels: int = 1
+    hid_channels: int = 32
+    code_channels: int = 32
+    kernel_size: int = 3
+    stride: int = 2
+    pooling: int = 1
+    latent_features: int = 32
+    activation: str = "elu"
+
+    def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
+        act = make_activation(self.activation)
+        parts = (self.kernel_size, self.stride, self.pooling, act)
+        features = conv_encoder(self.in_channels, self.hid_channels, self.code_channels, *parts)
+        with torch.no_grad():
+            code_shape = features(torch.zeros(1, self.in_channels, *self.image_size)).shape[1:]
+        code_size = code_shape.numel()
+        encoder = nn.Sequential(
+            features,
+            nn.Flatten(),
+            make_activation(self.activation),
+            nn.Linear(code_size, 2 * self.latent_features),
+        )
+        decoder = nn.Sequential(
+            nn.Linear(self.latent_features, code_size),
+            make_activation(self.activation),
+            nn.Unflatten(1, tuple(code_shape)),
+            conv_decoder(self.code_channels, self.hid_channels, self.in_channels, *parts),
+            CropTo(*self.image_size),
+        )
+        return VariationalAutoEncoder(encoder, decoder, assumption)

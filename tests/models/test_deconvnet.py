@@ -1,0 +1,299 @@
+"""The deconvnet visualiser: the assignment's cells (exercises 1-2) and an autograd reference."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision import models
+
+from service.models import (
+    TORCHVISION_NETWORKS,
+    UndoableConv2d,
+    UndoableMaxPool2d,
+    UndoableSequential,
+    keep_top_k,
+    load_torchvision_network,
+)
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """ReLU whose backward pass rectifies the incoming gradient (the deconvnet rule)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp_min(0)
+
+
+def autograd_projection(features: nn.Sequential, x, layer, k, channel=None):
+    """Independent formulation: back-propagate the kept activations with autograd."""
+    x = x.clone().requires_grad_(True)
+    h = x
+    for module in features[:layer]:
+        h = _DeconvReLU.apply(h) if isinstance(module, nn.ReLU) else module(h)
+    acts = h.detach()
+    if channel is not None:
+        masked = torch.full_like(acts, -torch.inf)
+        masked[:, channel] = acts[:, channel]
+        acts = masked
+    flat = acts.flatten(1)
+    _, idx = flat.topk(k, dim=1)
+    kept = torch.zeros_like(flat).scatter(1, idx, h.detach().flatten(1).gather(1, idx))
+    (grad,) = torch.autograd.grad(h, x, grad_outputs=kept.view_as(h))
+    return grad
+
+
+def assert_same_projection(actual, expected):
+    scale = expected.abs().max().clamp_min(1e-12)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale.item())
+
+
+@pytest.fixture(scope="module")
+def alexnet_features():
+    torch.manual_seed(1806)
+    return models.alexnet().features.eval()
+
+
+@pytest.fixture(scope="module")
+def x_im():
+    # stands in for the assignment's kitten: a normalised (1, 3, 224, 224) image
+    torch.manual_seed(0)
+    return torch.randn(1, 3, 224, 224)
+
+
+# -- exercise 1: the assignment's test cells, assertions unchanged ------------------------------
+
+
+def test_ex1_maxpool_undo_shape():
+    x = torch.ones(1, 3, 32, 32)
+    pool = nn.MaxPool2d(kernel_size=2)
+    wrapped = UndoableMaxPool2d(pool)
+    out, context = wrapped(x)
+    assert torch.allclose(out, pool(x))
+    assert wrapped.undo(out, context).shape == x.shape, (
+        "ex1: MaxPool2d.undo produces incorrect shape (-0.5 points)"
+    )
+
+
+def test_ex1_maxpool_undo_pads():
+    x = torch.ones(1, 3, 32, 32)
+    pool = nn.MaxPool2d(kernel_size=3)
+    wrapped = UndoableMaxPool2d(pool)
+    out, context = wrapped(x)
+    assert torch.allclose(out, pool(x))
+    assert wrapped.undo(out, context).shape == x.shape, (
+        "ex1: MaxPool2d.undo does not (correctly) pad outputs (-0.5 points)"
+    )
+
+
+def test_ex1_conv_undo_shape():
+    x = torch.ones(1, 3, 32, 32)
+    conv = nn.Conv2d(3, 16, 7)
+    wrapped = UndoableConv2d(conv)
+    out, context = wrapped(x)
+    assert torch.allclose(out, conv(x)) and context == (32, 32)
+    assert wrapped.undo(out, context).shape == x.shape, (
+        "ex1: Conv2d.undo produces incorrect shape (-0.5 points)"
+    )
+
+
+def test_ex1_conv_undo_pads_strided():
+    x = torch.ones(1, 3, 32, 32)
+    conv = nn.Conv2d(3, 16, 7, stride=2)
+    wrapped = UndoableConv2d(conv)
+    assert wrapped.undo(*wrapped(x)).shape == x.shape, (
+        "ex1: Conv2d.undo does not (correctly) pad outputs (-0.5 points)"
+    )
+
+
+# -- exercise 2: the assignment's AlexNet cells --------------------------------------------------
+
+
+def _alexnet_variants():
+    yield pytest.param(False, id="random-weights")
+    cached = TORCHVISION_NETWORKS["alexnet"].weights_path.is_file()
+    yield pytest.param(
+        True,
+        id="imagenet-weights",
+        marks=pytest.mark.skipif(not cached, reason="IMAGENET1K_V1 weights not in the hub cache"),
+    )
+
+
+@pytest.mark.parametrize("pretrained", list(_alexnet_variants()))
+def test_ex2_alexnet_cells(pretrained, alexnet_features, x_im):
+    net_features = load_torchvision_network("alexnet").features if pretrained else alexnet_features
+    seq = UndoableSequential(net_features)
+    vis_layer1 = seq.visualise_activations(x_im, layer=1)
+
+    assert vis_layer1.shape == x_im.shape, (
+        "ex2: first layer vis does not have correct shape (-0.5 points)"
+    )
+    assert torch.count_nonzero(vis_layer1.sum(1)) <= 1089, (
+        "ex2: too many non-zero values in first layer vis for k=9 (-0.5 points)"
+    )
+
+    vis_layer2 = seq.visualise_activations(x_im, layer=4)
+    assert vis_layer2.shape == x_im.shape, (
+        "ex2: fourth layer vis does not have correct shape (-0.5 points)"
+    )
+    assert torch.count_nonzero(vis_layer2.sum(1)) <= 24336, (
+        "ex2: too many non-zero values in fourth layer vis for k=9 (-0.5 points)"
+    )
+
+
+def test_keep_top_k_keeps_k_highest_per_sample():
+    t = torch.tensor([[[1.0, 5.0], [3.0, -2.0]], [[0.0, 0.5], [9.0, 4.0]]])
+    kept = keep_top_k(t, k=2)
+    assert torch.equal(kept[0], torch.tensor([[0.0, 5.0], [3.0, 0.0]]))
+    assert torch.equal(kept[1], torch.tensor([[0.0, 0.0], [9.0, 4.0]]))
+
+
+# -- correctness: equal to the autograd formulation at every layer -------------------------------
+
+
+def test_alexnet_equals_autograd_at_every_layer(alexnet_features):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    for layer in range(1, len(alexnet_features) + 1):
+        vis = seq.visualise(x, layer, k=9)
+        assert_same_projection(vis.projection, autograd_projection(alexnet_features, x, layer, 9))
+
+
+def test_vgg11_equals_autograd_at_every_layer():
+    torch.manual_seed(2)
+    features = models.vgg11().features.eval()
+    x = torch.randn(2, 3, 64, 64)
+    seq = UndoableSequential(features)
+    for layer in range(1, len(features) + 1):
+        vis = seq.visualise(x, layer, k=5)
+        assert_same_projection(vis.projection, autograd_projection(features, x, layer, 5))
+
+
+def test_channel_mode_equals_autograd(alexnet_features):
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    vis = seq.visualise(x, layer=5, k=4, channel=17)
+    assert (vis.channel == 17).all()
+    assert_same_projection(
+        vis.projection, autograd_projection(alexnet_features, x, 5, 4, channel=17)
+    )
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1, dilation=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True),
+            nn.Conv2d(8, 8, 3, groups=2, padding=2),
+            nn.ReLU(),
+            nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+            nn.Conv2d(8, 4, 2, stride=3),
+        ),
+        nn.Sequential(nn.Conv2d(3, 6, 5), nn.AvgPool2d(2), nn.ReLU(), nn.MaxPool2d(2, 1)),
+    ],
+    ids=["every-option", "avgpool"],
+)
+def test_layer_options_equal_autograd(features):
+    torch.manual_seed(4)
+    x = torch.randn(3, 3, 37, 41)
+    seq = UndoableSequential(features.eval())
+    for layer in range(1, len(features) + 1):
+        vis = seq.visualise(x, layer, k=3)
+        assert vis.projection.shape == x.shape
+        assert_same_projection(vis.projection, autograd_projection(features, x, layer, 3))
+
+
+def test_batch_is_top_k_per_sample(alexnet_features):
+    torch.manual_seed(5)
+    x = torch.randn(3, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    batched = seq.visualise(x, layer=8, k=6)
+    for i in range(3):
+        alone = seq.visualise(x[i : i + 1], layer=8, k=6)
+        assert torch.equal(alone.channel[0], batched.channel[i])
+        assert_same_projection(batched.projection[i], alone.projection[0])
+
+
+def test_kept_activations_are_reported(alexnet_features):
+    torch.manual_seed(6)
+    x = torch.randn(2, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    vis = seq.visualise(x, layer=6, k=7)
+    acts = alexnet_features[:6](x)
+    assert vis.activation_shape == tuple(acts.shape[1:])
+    for i in range(2):
+        at = acts[i, vis.channel[i], vis.y[i], vis.x[i]]
+        assert torch.equal(at, vis.value[i])
+        assert torch.equal(vis.value[i], acts[i].flatten().topk(7).values)
+
+
+def test_repeated_runs_are_bit_identical_and_threads_change_only_rounding(alexnet_features):
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    first = seq.visualise(x, layer=12, k=9).projection
+    assert torch.equal(first, seq.visualise(x, layer=12, k=9).projection)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = seq.visualise(x, layer=12, k=9).projection
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_projection(single, first)
+
+
+def test_shared_switches_add_up_unless_overwrite_is_asked_for():
+    # two overlapping windows both pick the middle value: they share one switch
+    x = torch.tensor([[[[0.0, 5.0, 0.0]]]])
+    pool = nn.MaxPool2d((1, 2), stride=1)
+    y = torch.tensor([[[[1.0, 2.0]]]])
+    summed = UndoableMaxPool2d(pool)
+    _, context = summed(x)
+    assert torch.equal(summed.undo(y, context), torch.tensor([[[[0.0, 3.0, 0.0]]]]))
+    overwrite = UndoableMaxPool2d(pool, unpool="overwrite")
+    _, context = overwrite(x)
+    assert overwrite.undo(y, context)[0, 0, 0, 1].item() in (1.0, 2.0)
+
+
+def test_pretrained_loader_reads_a_weights_only_state_dict(tmp_path):
+    torch.manual_seed(8)
+    net = models.alexnet()
+    path = tmp_path / "alexnet.pth"
+    torch.save(net.state_dict(), path)
+    loaded = load_torchvision_network("alexnet", weights_file=path)
+    assert torch.equal(loaded.features[0].weight, net.features[0].weight)
+
+
+def test_unsupported_layers_are_named():
+    with pytest.raises(TypeError, match=r"layer 2 \(BatchNorm2d"):
+        UndoableSequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    with pytest.raises(TypeError, match="padding_mode='zeros'"):
+        UndoableSequential(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")))
+
+
+def test_invalid_layer_k_and_channel_are_rejected(alexnet_features):
+    seq = UndoableSequential(alexnet_features)
+    x = torch.randn(1, 3, 224, 224)
+    with pytest.raises(ValueError, match="no layer '14' in a 13-layer network"):
+        seq.visualise(x, layer=14)
+    with pytest.raises(ValueError, match=r"expected k in \[1, "):
+        seq.visualise(x, layer=1, k=0)
+    with pytest.raises(ValueError, match=r"expected channel in \[0, 63\]"):
+        seq.visualise(x, layer=1, channel=64)
+
+
+def test_visualise_matches_functional_maxpool_for_non_overlapping_pools():
+    # without shared switches, the transpose and max_unpool2d agree
+    torch.manual_seed(9)
+    x = torch.randn(2, 4, 16, 16)
+    pool = UndoableMaxPool2d(nn.MaxPool2d(2))
+    out, (indices, size) = pool(x)
+    expected = F.max_unpool2d(out, indices, 2, output_size=size)
+    assert torch.equal(pool.undo(out, (indices, size)), expected)

@@ -1,0 +1,69 @@
+"""Assumptions, their losses and target pre-processing, and RegularisedLoss."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from service.models import (
+    MNIST_NORMALISATION,
+    ReconstructionLoss,
+    RegularisedLoss,
+    VariationalAutoEncoder,
+    target_transform,
+    to_intensities,
+)
+
+
+def test_losses_are_summed_per_image_and_averaged_over_the_batch():
+    torch.manual_seed(0)
+    logits, pixels = torch.randn(4, 1, 5, 5), torch.rand(4, 1, 5, 5)
+    mse = ReconstructionLoss("truncated")(logits, pixels)
+    assert mse.item() == pytest.approx(F.mse_loss(logits, pixels, reduction="sum").item() / 4)
+    bce = ReconstructionLoss("binomial")(logits, pixels)
+    expected = F.binary_cross_entropy_with_logits(logits, pixels, reduction="sum") / 4
+    assert bce.item() == pytest.approx(expected.item())
+
+
+def test_targets_follow_the_assumption():
+    pixels = torch.tensor([[[[0.0, 0.4, 0.6, 1.0]]]])
+    assert torch.equal(
+        target_transform("binary", MNIST_NORMALISATION)(pixels),
+        torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]]),
+    )
+    assert torch.equal(target_transform("binomial", MNIST_NORMALISATION)(pixels), pixels)
+    gauss = target_transform("gauss", MNIST_NORMALISATION)(pixels)
+    torch.testing.assert_close(gauss, (pixels - 0.1307) / 0.3081)
+
+
+def test_intensities_follow_the_assumption():
+    logits = torch.tensor([[[[-2.0, 0.0, 0.5, 3.0]]]])
+    assert torch.equal(to_intensities(logits, "binary"), torch.tensor([[[[0.0, 0.0, 1.0, 1.0]]]]))
+    assert torch.equal(
+        to_intensities(logits, "truncated"), torch.tensor([[[[0.0, 0.0, 0.5, 1.0]]]])
+    )
+    torch.testing.assert_close(to_intensities(logits, "binomial"), torch.sigmoid(logits))
+    gauss = to_intensities(logits, "gauss", (torch.tensor(-1.0), torch.tensor(2.0)))
+    torch.testing.assert_close(gauss, torch.tensor([[[[0.0, 1 / 3, 0.5, 1.0]]]]))
+    assert to_intensities(logits, None) is logits
+
+
+def test_unknown_assumption_is_rejected():
+    with pytest.raises(ValueError, match="expected assumption in"):
+        ReconstructionLoss("poisson")
+    with pytest.raises(ValueError, match="but received 'poisson'"):
+        to_intensities(torch.zeros(1, 1), "poisson")
+
+
+def test_regularised_loss_adds_weighted_kl_and_splits_it_back():
+    mean, log_var = torch.ones(2, 3), torch.zeros(2, 3)
+    logits, pixels = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    loss = RegularisedLoss(
+        ReconstructionLoss("binomial"), VariationalAutoEncoder.regularisation, weight=0.5
+    )
+    with pytest.raises(ValueError, match="call forward first"):
+        loss.split_loss([1.0])
+    total = loss((logits, (mean, log_var)), pixels)
+    rec = 4 * torch.log(torch.tensor(2.0))
+    assert total.item() == pytest.approx(rec.item() + 0.5 * 1.5)
+    orig, reg = loss.split_loss([total.item()])
+    assert orig.item() == pytest.approx(rec.item()) and reg.item() == pytest.approx(1.5)
