@@ -1,0 +1,293 @@
+"""The HTTP API: app factory and routes. Each route is thin: check parameters, decode off the
+event loop, batch on the device, encode off the event loop."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+import torch
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Security, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from . import __version__
+from .encoding import (
+    NPY_MEDIA_TYPE,
+    generation_response,
+    reconstruction_response,
+    visualisation_response,
+)
+from .errors import ServiceError, error_response, install_error_handlers
+from .imaging import ImageSpec, decode_input
+from .latents import latent_codes
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .registry import ServedModel
+from .schemas import (
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    ImageFormat,
+    ModelsResponse,
+    ReconstructResponse,
+    VisualiseResponse,
+)
+from .settings import Settings
+from .state import ServiceState
+
+log = logging.getLogger("unconv")
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": ErrorResponse} for code in (*codes, 401, 503)}
+
+
+def _images(json_model=None, npy: bool = True) -> dict:
+    content = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+    if json_model is not None:
+        content["application/json"] = {
+            "schema": {"$ref": f"#/components/schemas/{json_model.__name__}"}
+        }
+    if npy:
+        content[NPY_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
+    return {200: {"content": content, "description": "PNG (default), JSON or .npy by `format`"}}
+
+
+def get_service(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Needed when UNCONV_API_KEY is set"
+)
+
+
+def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return
+    if key is None or not secrets.compare_digest(
+        key.encode(), expected.get_secret_value().encode()
+    ):
+        raise ServiceError(
+            401, "unauthorized", "missing or wrong X-API-Key header", {"WWW-Authenticate": "ApiKey"}
+        )
+
+
+Service = Annotated[ServiceState, Depends(get_service)]
+router = APIRouter(dependencies=[Depends(require_api_key)])
+health = APIRouter(tags=["health"])
+
+
+async def _decode(files: list[UploadFile], spec: ImageSpec, settings: Settings) -> torch.Tensor:
+    uploads = [(await f.read(), f.content_type, f.filename) for f in files]
+    for data, _, filename in uploads:
+        if not data:
+            raise ServiceError(400, "invalid_image", f"the upload {filename!r} is empty")
+
+    def decode_all() -> torch.Tensor:
+        return torch.cat(
+            [
+                decode_input(data, content_type, spec, settings.max_image_pixels)
+                for data, content_type, _ in uploads
+            ]
+        )
+
+    return await run_in_threadpool(decode_all)
+
+
+def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None) -> None:
+    layers = len(model.layer_shapes)
+    if layer > layers:
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"layer {layer} is out of range: {model.name} has layers 1 to {layers}",
+        )
+    c, h, w = model.layer_shapes[layer - 1]
+    if channel is not None and channel >= c:
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"channel {channel} is out of range: "
+            f"layer {layer} of {model.name} has channels 0 to {c - 1}",
+        )
+    candidates = h * w if channel is not None else c * h * w
+    if k > candidates:
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"k={k} is too large: layer {layer} of "
+            f"{model.name} has {candidates} activations to choose from",
+        )
+
+
+@router.post(
+    "/visualise",
+    tags=["models"],
+    response_class=Response,
+    responses=_images(VisualiseResponse) | _errors(400, 404, 413, 415, 422, 504),
+)
+async def visualise(
+    request: Request,
+    service: Service,
+    file: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
+    layer: Annotated[
+        int, Form(ge=1, description="1-based layer of the feature stack (GET /models lists them)")
+    ],
+    network: Annotated[
+        str, Form(description="alexnet, vgg16 or a classifier checkpoint such as cnn")
+    ] = "alexnet",
+    k: Annotated[int, Form(ge=1, description="Activations to keep")] = 9,
+    channel: Annotated[
+        int | None, Form(ge=0, description="Keep the top-k of this feature map only")
+    ] = None,
+    format: Annotated[
+        ImageFormat,
+        Form(
+            description="png: viewable projection; json: PNG "
+            "plus kept activations; npy: raw float32 (C, H, W)"
+        ),
+    ] = "png",
+) -> Response:
+    """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
+    model = service.model(network, "visualise")
+    _check_visualise(model, layer, k, channel)
+    x = await _decode([file], model.image_spec, service.settings)
+    vis = await service.run(model, ("visualise", layer, k, channel), x, 1, request)
+    return await run_in_threadpool(visualisation_response, vis, model, layer, k, channel, format)
+
+
+@router.post(
+    "/reconstruct",
+    tags=["models"],
+    response_class=Response,
+    responses=_images(ReconstructResponse, npy=False) | _errors(400, 404, 413, 415, 422, 504),
+)
+async def reconstruct(
+    request: Request,
+    service: Service,
+    file: Annotated[list[UploadFile], File(description="One or more images (repeat the field)")],
+    model: Annotated[str, Form(description="An auto-encoder or VAE checkpoint")] = "ae",
+    format: Annotated[
+        Literal["png", "json"],
+        Form(
+            description="png: the reconstruction "
+            "(a grid in input order for several "
+            "files); json: base64 PNGs, and a VAE's "
+            "latent mean and log variance"
+        ),
+    ] = "png",
+) -> Response:
+    """Reconstruct uploaded images with an auto-encoder or a VAE."""
+    served = service.model(model, "reconstruct")
+    if len(file) > service.settings.max_files:
+        raise ServiceError(
+            413,
+            "payload_too_large",
+            f"{len(file)} files is more than "
+            f"UNCONV_MAX_FILES={service.settings.max_files}; send fewer",
+        )
+    x = await _decode(file, served.image_spec, service.settings)
+    result = await service.run(served, ("reconstruct",), x, len(x), request)
+    return await run_in_threadpool(reconstruction_response, result, served, format)
+
+
+@router.post(
+    "/generate",
+    tags=["models"],
+    response_class=Response,
+    responses=_images(GenerateResponse) | _errors(404, 422, 504),
+)
+async def generate(body: GenerateRequest, request: Request, service: Service) -> Response:
+    """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
+    served = service.model(body.model, "generate")
+    z, seed = latent_codes(body, served.latent_size)
+    images = await service.run(served, ("generate",), z, len(z), request)
+    return await run_in_threadpool(generation_response, images, z, seed, served, body.format)
+
+
+@router.get("/models", tags=["models"], response_model=ModelsResponse, responses=_errors())
+async def models(service: Service) -> ModelsResponse:
+    """Every servable model and network, whether it is available, and why not."""
+    return ModelsResponse(models=[m.info() for m in service.models.values()])
+
+
+@health.get("/healthz", response_model=HealthResponse)
+@health.get("/v2/health/live", response_model=HealthResponse, include_in_schema=False)
+async def live() -> HealthResponse:
+    """Liveness: the process answers."""
+    return HealthResponse(status="ok")
+
+
+@health.get("/readyz", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
+@health.get("/v2/health/ready", response_model=HealthResponse, include_in_schema=False)
+async def ready(service: Service):
+    """Readiness: every available model is loaded and the service is not shutting down."""
+    if service.closing:
+        return error_response(503, "shutting_down", "the service is shutting down")
+    if not service.ready:
+        return error_response(503, "not_ready", "models are still loading", {"Retry-After": "2"})
+    loaded = sum(m.available for m in service.models.values())
+    return HealthResponse(
+        status="ok", models_loaded=loaded, models_unavailable=len(service.models) - loaded
+    )
+
+
+@health.get(
+    "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, queue wait, batch sizes, inference time."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; models load in its lifespan, never at import."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        app.state.service = ServiceState(settings, metrics)
+        app.state.service.start()
+        try:
+            yield
+        finally:
+            await app.state.service.close()
+
+    app = FastAPI(
+        title="unconv",
+        version=__version__,
+        summary="Deconvnet visualisations, auto-encoder reconstructions and VAE samples",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(health)
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Seed", "Retry-After"],
+        )
+    return app
+
+
+app = create_app()

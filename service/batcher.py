@@ -1,0 +1,263 @@
+"""Dynamic batching: gather concurrent requests for one model into one forward pass.
+
+The batcher knows nothing of HTTP or of any endpoint. A request is a *payload* of ``size`` items
+(images) under a *key*; requests that share a key can share a forward pass. One worker task per
+batcher takes the oldest waiting request, adds every other waiting request with the same key
+until ``max_batch_size`` items, optionally waits up to ``max_delay_s`` for more, and runs
+``predict(key, payloads)`` in an executor thread, off the event loop. While it runs, new requests
+queue up, so batches grow with load and a lone request never waits for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+Predict = Callable[[Hashable, list[Any]], Sequence[Any]]
+
+
+class QueueFull(Exception):
+    """Too many items are waiting; the caller should retry later."""
+
+
+class ShuttingDown(Exception):
+    """The batcher no longer accepts requests."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before it was answered."""
+
+
+class BatchObserver:
+    """Hooks for metrics; the default does nothing."""
+
+    def batch(self, items: int, requests: int, seconds: float) -> None: ...
+    def queue_wait(self, seconds: float) -> None: ...
+    def depth(self, items: int) -> None: ...
+
+
+@dataclass(eq=False)
+class _Request:
+    key: Hashable
+    payload: Any
+    size: int
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+    dropped: bool = False
+
+
+def take_batch(queue: deque[_Request], max_items: int) -> list[_Request]:
+    """
+    Remove from ``queue`` the oldest live request and every later one with its key, in order,
+    while they fit in ``max_items`` (the first request always goes, whatever its size).
+
+    Dropped requests met on the way are discarded; the rest keep their order.
+    """
+    batch: list[_Request] = []
+    kept: deque[_Request] = deque()
+    items = 0
+    while queue:
+        request = queue.popleft()
+        if request.dropped:
+            continue
+        if not batch or (request.key == batch[0].key and items + request.size <= max_items):
+            batch.append(request)
+            items += request.size
+            if items >= max_items:
+                break
+        else:
+            kept.append(request)
+    kept.extend(queue)
+    queue.clear()
+    queue.extend(kept)
+    return batch
+
+
+class Batcher:
+    """
+    Dynamic batcher for one model.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(key, payloads) -> results``, one result per payload in order. It runs in
+        ``executor`` and may raise; then the batch is split in halves and retried, so that an
+        error (a bad input, CUDA running out of memory) reaches only the requests that cause it.
+    max_batch_size : int
+        Most items in one call of ``predict`` (a larger single request runs alone).
+    max_delay_s : float
+        Once a batch has begun to form and is not full, how long to wait for more.
+    max_queue : int
+        Most items waiting; ``submit`` raises ``QueueFull`` beyond it.
+    executor : Executor
+        Where ``predict`` runs; one thread per device keeps models from fighting over it.
+    observer : BatchObserver, optional
+        Receives batch sizes, queue waits and queue depth.
+    """
+
+    def __init__(
+        self,
+        predict: Predict,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        executor: Executor,
+        observer: BatchObserver | None = None,
+    ):
+        self.predict = predict
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self.executor = executor
+        self.observer = observer or BatchObserver()
+        self._queue: deque[_Request] = deque()
+        self._waiting = 0  # items in the queue that are not dropped
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Items waiting for a forward pass."""
+        return self._waiting
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="batcher")
+
+    async def submit(
+        self, payload: Any, size: int = 1, key: Hashable = None, timeout: float | None = None
+    ) -> Any:
+        """
+        Queue one request and wait for its result.
+
+        Raises
+        ------
+        ShuttingDown, QueueFull
+            The request was not accepted.
+        DeadlineExceeded
+            ``timeout`` seconds passed first; the request is dropped if it has not run yet.
+        Exception
+            Whatever ``predict`` raised for this request.
+        """
+        if self._closing:
+            raise ShuttingDown("the service is shutting down")
+        if self._waiting + size > self.max_queue and self._waiting:
+            raise QueueFull(f"{self._waiting} items are already waiting (limit {self.max_queue})")
+        self.start()
+        request = _Request(key, payload, size, asyncio.get_running_loop().create_future())
+        self._queue.append(request)
+        self._waiting += size
+        self.observer.depth(self._waiting)
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except TimeoutError:
+            self._drop(request)
+            raise DeadlineExceeded(f"no answer within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            self._drop(request)  # the client went away
+            raise
+
+    def _drop(self, request: _Request) -> None:
+        if not request.dropped and not request.future.done() and request in self._queue:
+            self._waiting -= request.size
+            self.observer.depth(self._waiting)
+        request.dropped = True
+
+    async def close(self) -> None:
+        """Refuse new requests, answer every accepted one, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            batch = self._take()
+            if not batch:
+                self._wakeup.clear()
+                if self._closing:
+                    return
+                continue
+            if self.max_delay_s > 0 and self._items(batch) < self.max_batch_size:
+                batch = await self._fill(batch)
+            await self._execute(batch)
+
+    def _items(self, batch: list[_Request]) -> int:
+        return sum(r.size for r in batch)
+
+    def _take(self, max_items: int | None = None) -> list[_Request]:
+        batch = take_batch(self._queue, max_items or self.max_batch_size)
+        self._waiting = sum(r.size for r in self._queue if not r.dropped)
+        self.observer.depth(self._waiting)
+        return batch
+
+    async def _fill(self, batch: list[_Request]) -> list[_Request]:
+        """Wait up to ``max_delay_s`` for more requests with the batch's key."""
+        deadline = time.perf_counter() + self.max_delay_s
+        while (left := deadline - time.perf_counter()) > 0:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                break
+            same_key = deque(r for r in self._queue if r.key == batch[0].key and not r.dropped)
+            room = self.max_batch_size - self._items(batch)
+            more = take_batch(same_key, room) if same_key and same_key[0].size <= room else []
+            for request in more:
+                self._queue.remove(request)
+            batch += more
+            self._waiting = sum(r.size for r in self._queue if not r.dropped)
+            if self._items(batch) >= self.max_batch_size:
+                break
+        self._wakeup.set()  # whatever is left gets looked at next
+        return batch
+
+    async def _execute(self, batch: list[_Request]) -> None:
+        batch = [r for r in batch if not r.dropped]
+        if not batch:
+            return
+        now = time.perf_counter()
+        for request in batch:
+            self.observer.queue_wait(now - request.enqueued)
+
+        def run() -> tuple[list[_Request], Sequence[Any]]:
+            # the executor may be busy with other models: look again for requests that were
+            # dropped (deadline, disconnect) while this batch waited for the thread
+            live = [r for r in batch if not r.dropped]
+            return live, self.predict(live[0].key, [r.payload for r in live]) if live else []
+
+        loop = asyncio.get_running_loop()
+        try:
+            live, results = await loop.run_in_executor(self.executor, run)
+        except Exception as err:
+            live = [r for r in batch if not r.dropped]
+            if len(live) <= 1:
+                for request in live:
+                    _settle(request, error=err)
+                return
+            half = len(live) // 2
+            await self._execute(live[:half])
+            await self._execute(live[half:])
+            return
+        if live:
+            self.observer.batch(self._items(live), len(live), time.perf_counter() - now)
+        for request, result in zip(live, results, strict=True):
+            _settle(request, result=result)
+
+
+def _settle(request: _Request, result: Any = None, error: BaseException | None = None) -> None:
+    if request.future.done() or request.dropped:
+        return
+    if error is not None:
+        request.future.set_exception(error)
+    else:
+        request.future.set_result(result)

@@ -1,0 +1,94 @@
+"""Results to HTTP responses in the format the client asked for. Blocking; run off the loop."""
+
+from __future__ import annotations
+
+import base64
+
+import torch
+from fastapi.responses import Response
+
+from .imaging import encode_npy, encode_png, grid, projection_to_image
+from .inference import Reconstruction
+from .models import Visualisation
+from .registry import ServedModel
+from .schemas import (
+    GeneratedImage,
+    GenerateResponse,
+    KeptActivation,
+    ReconstructedImage,
+    ReconstructResponse,
+    VisualiseResponse,
+)
+
+NPY_MEDIA_TYPE = "application/x-npy"
+
+
+def _b64png(image: torch.Tensor) -> str:
+    return base64.b64encode(encode_png(image)).decode("ascii")
+
+
+def _json(model) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+def visualisation_response(
+    vis: Visualisation, model: ServedModel, layer: int, k: int, channel: int | None, fmt: str
+) -> Response:
+    projection = vis.projection[0]  # (C, H, W)
+    if fmt == "npy":
+        return Response(encode_npy(projection), media_type=NPY_MEDIA_TYPE)
+    png = encode_png(projection_to_image(projection))
+    if fmt == "png":
+        return Response(png, media_type="image/png")
+    kept = zip(
+        vis.channel[0].tolist(),
+        vis.y[0].tolist(),
+        vis.x[0].tolist(),
+        vis.value[0].tolist(),
+        strict=True,
+    )
+    return _json(
+        VisualiseResponse(
+            network=model.name,
+            layer=layer,
+            layer_name=model.deconv.layer_name(layer),
+            k=k,
+            channel=channel,
+            input_shape=list(model.image_spec.shape),
+            activation_shape=list(vis.activation_shape),
+            image_png=base64.b64encode(png).decode("ascii"),
+            activations=[KeptActivation(channel=c, y=y, x=x, value=v) for c, y, x, v in kept],
+        )
+    )
+
+
+def reconstruction_response(result: Reconstruction, model: ServedModel, fmt: str) -> Response:
+    if fmt == "png":
+        return Response(encode_png(grid(result.images)), media_type="image/png")
+    images = []
+    for i, image in enumerate(result.images):
+        latent = {}
+        if result.mean is not None:
+            latent = {"mean": result.mean[i].tolist(), "log_var": result.log_var[i].tolist()}
+        images.append(ReconstructedImage(image_png=_b64png(image), **latent))
+    return _json(
+        ReconstructResponse(
+            model=model.name, kind=model.kind, assumption=model.checkpoint.assumption, images=images
+        )
+    )
+
+
+def generation_response(
+    images: torch.Tensor, z: torch.Tensor, seed: int, model: ServedModel, fmt: str
+) -> Response:
+    headers = {"X-Seed": str(seed)}
+    if fmt == "npy":
+        return Response(encode_npy(images), media_type=NPY_MEDIA_TYPE, headers=headers)
+    if fmt == "png":
+        return Response(encode_png(grid(images)), media_type="image/png", headers=headers)
+    items = [
+        GeneratedImage(image_png=_b64png(i), z=c.tolist()) for i, c in zip(images, z, strict=True)
+    ]
+    response = _json(GenerateResponse(model=model.name, seed=seed, images=items))
+    response.headers.update(headers)
+    return response

@@ -1,0 +1,166 @@
+"""Images in and out: uploaded bytes to network inputs, and tensors back to PNG or .npy bytes.
+
+Everything here is plain, blocking code; the routes run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.utils import make_grid
+
+from .errors import ServiceError
+from .models import Normalisation
+
+SUPPORTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_SUPPORTED_TYPES = {*SUPPORTED_FORMATS.values(), "image/jpg"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an upload becomes a network input of shape (1, channels, size, size).
+
+    With ``resize`` set, the shorter side is resized to it and the centre ``size`` x ``size``
+    cropped (ImageNet style); otherwise the whole image is resized to ``size`` x ``size`` (MNIST
+    style). An image that already has the input size is never resampled.
+    """
+
+    channels: int
+    size: int
+    normalisation: Normalisation
+    resize: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+
+def open_image(data: bytes, content_type: str | None, max_pixels: int) -> Image.Image:
+    """
+    Decode an upload, refusing decompression bombs before any pixel is decoded.
+
+    Raises
+    ------
+    ServiceError
+        415 for anything but PNG, JPEG or WebP, 413 for more than ``max_pixels`` pixels,
+        400 for a corrupt or truncated image.
+    """
+    declared = (content_type or "").split(";")[0].strip().lower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        except UnidentifiedImageError:
+            if declared in _SUPPORTED_TYPES:
+                raise ServiceError(
+                    400,
+                    "invalid_image",
+                    f"the {declared} upload cannot be "
+                    "decoded; send an intact PNG, JPEG or WebP file",
+                ) from None
+            raise _unsupported(declared or "unknown") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_large("the image", max_pixels) from None
+        if image.format not in SUPPORTED_FORMATS:
+            raise _unsupported(f"{image.format} image")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise _too_large(f"a {width}x{height} image", max_pixels)
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise ServiceError(
+                400,
+                "invalid_image",
+                f"the {image.format} image is corrupt or truncated ({err}); send the whole file",
+            ) from None
+    return ImageOps.exif_transpose(image)
+
+
+def _unsupported(what: str) -> ServiceError:
+    return ServiceError(
+        415, "unsupported_media_type", f"expected a PNG, JPEG or WebP image but received {what}"
+    )
+
+
+def _too_large(what: str, max_pixels: int) -> ServiceError:
+    return ServiceError(
+        413,
+        "image_too_large",
+        f"{what} has more than UNCONV_MAX_IMAGE_PIXELS={max_pixels} pixels; send a smaller image",
+    )
+
+
+def to_input(image: Image.Image, spec: ImageSpec) -> torch.Tensor:
+    """A decoded image as a normalised (1, C, size, size) float32 network input."""
+    image = image.convert("L" if spec.channels == 1 else "RGB")
+    if image.size != (spec.size, spec.size):
+        if spec.resize is None:
+            image = image.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+        else:
+            image = _centre_crop(
+                image.resize(_shorter_side(image.size, spec.resize), Image.Resampling.BILINEAR),
+                spec.size,
+            )
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+    pixels = pixels.view(1, spec.size, spec.size, spec.channels).permute(0, 3, 1, 2)
+    return spec.normalisation.normalise(pixels).contiguous()
+
+
+def _centre_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    left, top = round((width - size) / 2), round((height - size) / 2)
+    return image.crop((left, top, left + size, top + size))
+
+
+def _shorter_side(size: tuple[int, int], target: int) -> tuple[int, int]:
+    width, height = size
+    scale = target / min(width, height)
+    return max(target, round(width * scale)), max(target, round(height * scale))
+
+
+def decode_input(
+    data: bytes, content_type: str | None, spec: ImageSpec, max_pixels: int
+) -> torch.Tensor:
+    """Upload bytes -> (1, C, size, size) network input; see ``open_image`` for the errors."""
+    return to_input(open_image(data, content_type, max_pixels), spec)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., C, H, W) intensities in [0, 1] -> (..., H, W, C) uint8."""
+    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).movedim(-3, -1).numpy()
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """(C, H, W) intensities in [0, 1] -> PNG bytes (grey for one channel, RGB for three)."""
+    array = to_uint8(image)
+    pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    out = io.BytesIO()
+    pil.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
+    """(N, C, H, W) -> one (C, H', W') image, row by row in order, 2-pixel grey gaps."""
+    if len(images) == 1:
+        return images[0]
+    return make_grid(images, nrow=min(columns, len(images)), padding=2, pad_value=0.5)
+
+
+def encode_npy(array: torch.Tensor) -> bytes:
+    """A float32 tensor as the bytes of a ``.npy`` file."""
+    out = io.BytesIO()
+    np.save(out, array.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+    return out.getvalue()
+
+
+def projection_to_image(projection: torch.Tensor) -> torch.Tensor:
+    """A deconvnet projection (C, H, W) made viewable: zero is mid-grey, scaled per image so the
+    strongest value of either sign reaches black or white."""
+    scale = projection.abs().max().clamp_min(1e-12)
+    return 0.5 + 0.5 * projection / scale

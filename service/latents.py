@@ -1,0 +1,45 @@
+"""Latent codes for /generate, drawn on the CPU from the request's own seed, so that the same
+request gives the same images however it is batched and on whichever device it runs."""
+
+from __future__ import annotations
+
+import secrets
+
+import torch
+
+from .errors import ServiceError
+from .models import VariationalAutoEncoder
+from .schemas import GenerateRequest
+
+
+def _matrix(rows: list[list[float]] | None, name: str, n: int, latent_size: int) -> torch.Tensor:
+    if rows is None:
+        return torch.zeros(n, latent_size)
+    matrix = torch.tensor(rows, dtype=torch.float32) if _rectangular(rows) else None
+    if matrix is None or matrix.shape[1] != latent_size:
+        sizes = sorted({len(r) for r in rows})
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"{name} vectors have {sizes} values but the model has {latent_size} latent dimensions",
+        )
+    return matrix.expand(n, latent_size)
+
+
+def _rectangular(rows: list[list[float]]) -> bool:
+    return len({len(r) for r in rows}) == 1
+
+
+def latent_codes(body: GenerateRequest, latent_size: int) -> tuple[torch.Tensor, int]:
+    """The (n, latent_size) codes a request asks for, and the seed that drew them."""
+    seed = body.seed if body.seed is not None else secrets.randbits(63)
+    if body.interpolate is not None:
+        line = body.interpolate
+        start = _matrix([line.start], "interpolate.start", 1, latent_size)
+        end = _matrix([line.end], "interpolate.end", 1, latent_size)
+        t = torch.linspace(0, 1, line.steps).unsqueeze(1)  # (steps, 1)
+        return start + t * (end - start), seed
+    mean = _matrix(body.mean, "mean", body.n, latent_size)
+    log_var = _matrix(body.log_var, "log_var", body.n, latent_size)
+    generator = torch.Generator().manual_seed(seed)
+    return VariationalAutoEncoder.sample(mean, log_var, generator).contiguous(), seed

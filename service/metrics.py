@@ -1,0 +1,88 @@
+"""Prometheus metrics: requests by route and status, and what the batchers do."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .batcher import BatchObserver
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """One registry per app, so that several apps (tests) never share counters."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "unconv_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "unconv_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "unconv_queue_wait_seconds",
+            "Time a request waited for its forward pass",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "unconv_batch_size",
+            "Items (images) per forward pass",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "unconv_batch_requests",
+            "Requests per forward pass",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "unconv_inference_seconds",
+            "Time of one batched forward pass",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "unconv_queue_depth", "Items waiting for a forward pass", ["model"], registry=r
+        )
+
+    def observer(self, model: str) -> BatchObserver:
+        return _ModelObserver(self, model)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ModelObserver(BatchObserver):
+    def __init__(self, metrics: Metrics, model: str):
+        self.batch_size = metrics.batch_size.labels(model)
+        self.batch_requests = metrics.batch_requests.labels(model)
+        self.inference = metrics.inference.labels(model)
+        self.wait = metrics.queue_wait.labels(model)
+        self.queue = metrics.queue_depth.labels(model)
+
+    def batch(self, items: int, requests: int, seconds: float) -> None:
+        self.batch_size.observe(items)
+        self.batch_requests.observe(requests)
+        self.inference.observe(seconds)
+
+    def queue_wait(self, seconds: float) -> None:
+        self.wait.observe(seconds)
+
+    def depth(self, items: int) -> None:
+        self.queue.set(items)

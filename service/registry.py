@@ -1,0 +1,159 @@
+"""The models the service serves: checkpoints from the checkpoint directory and torchvision
+networks, each either loaded or unavailable with the reason and the fix."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .imaging import ImageSpec
+from .models import (
+    CONFIGS,
+    TORCHVISION_NETWORKS,
+    Checkpoint,
+    CheckpointError,
+    UndoableSequential,
+    WeightsUnavailable,
+    load_checkpoint,
+    load_torchvision_network,
+    read_checkpoint_json,
+)
+from .schemas import ModelInfo
+from .settings import Settings
+
+log = logging.getLogger("unconv")
+
+ENDPOINTS = {
+    "autoencoder": ["reconstruct"],
+    "vae": ["reconstruct", "generate"],
+    "classifier": ["visualise"],
+    "network": ["visualise"],
+}
+_RETRAIN = {"autoencoder": "ae", "vae": "vae", "classifier": "cnn"}
+
+
+@dataclass
+class ServedModel:
+    """One servable model, before and after loading."""
+
+    name: str
+    kind: str
+    path: Path | None = None
+    available: bool = False
+    reason: str | None = "still loading"
+    checkpoint: Checkpoint | None = None
+    deconv: UndoableSequential | None = None
+    layer_shapes: list[tuple[int, int, int]] = field(default_factory=list)
+    image_spec: ImageSpec | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return ENDPOINTS.get(self.kind, [])
+
+    @property
+    def latent_size(self) -> int | None:
+        config = self.checkpoint.config if self.checkpoint else None
+        return getattr(config, "latent_features", None) if self.kind == "vae" else None
+
+    def info(self) -> ModelInfo:
+        layers = (
+            [self.deconv.layer_name(i) for i in range(1, len(self.deconv) + 1)]
+            if self.deconv is not None
+            else None
+        )
+        return ModelInfo(
+            name=self.name,
+            kind=self.kind,
+            endpoints=self.endpoints,
+            available=self.available,
+            reason=self.reason,
+            input_shape=list(self.image_spec.shape) if self.image_spec else None,
+            latent_size=self.latent_size,
+            layers=layers,
+            assumption=self.checkpoint.assumption if self.checkpoint else None,
+            metadata=self.metadata,
+        )
+
+
+def discover(settings: Settings) -> dict[str, ServedModel]:
+    """Every model the settings name, none loaded yet."""
+    models: dict[str, ServedModel] = {}
+    for name in settings.networks:
+        models[name] = ServedModel(name, "network")
+        if name not in TORCHVISION_NETWORKS:
+            models[name].reason = (
+                f"unknown torchvision network {name!r}; UNCONV_NETWORKS may "
+                f"name {sorted(TORCHVISION_NETWORKS)}"
+            )
+    directory = Path(settings.checkpoint_dir).expanduser()
+    for json_path in sorted(directory.glob("*.json")):
+        name = json_path.stem
+        if name.endswith(".state") or name in models:
+            continue
+        try:
+            document = read_checkpoint_json(json_path)
+        except CheckpointError as err:
+            reason = f"{err}; fix or remove {json_path.name}, or retrain it with python -m training"
+            models[name] = ServedModel(name, "unknown", json_path, reason=reason)
+            continue
+        kind = CONFIGS[document["architecture"]].kind
+        metadata = {k: v for k, v in (document.get("metadata") or {}).items() if k != "history"}
+        models[name] = ServedModel(name, kind, json_path, metadata=metadata)
+    return models
+
+
+def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
+    """Load one model onto ``device``, or record why it is unavailable. Blocking."""
+    if model.reason != "still loading":
+        return
+    try:
+        if model.kind == "network":
+            _load_network(model, settings, device)
+        else:
+            _load_checkpoint(model, device)
+    except WeightsUnavailable as err:
+        model.reason = str(err)
+    except (CheckpointError, OSError, RuntimeError, TypeError, ValueError) as err:
+        fix = (
+            f"retrain it with `python -m training {_RETRAIN.get(model.kind, 'ae')} "
+            f"--name {model.name}`"
+            if model.path
+            else "check UNCONV_NETWORKS"
+        )
+        model.reason = f"{err}; {fix}"
+    else:
+        model.available, model.reason = True, None
+    if not model.available:
+        log.warning("model %s is unavailable: %s", model.name, model.reason)
+
+
+def _load_network(model: ServedModel, settings: Settings, device: torch.device) -> None:
+    spec = TORCHVISION_NETWORKS[model.name]
+    network = load_torchvision_network(model.name, allow_download=settings.allow_download)
+    model.image_spec = ImageSpec(3, spec.input_size, spec.normalisation, spec.resize_size)
+    model.metadata = {"weights": str(spec.weights), "source": "torchvision"}
+    _prepare_deconv(model, network.features, device)
+
+
+def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
+    checkpoint = load_checkpoint(model.path, device)
+    height, width = checkpoint.config.image_size
+    if height != width:
+        raise ValueError(f"expected a square input size but the config has {height}x{width}")
+    model.checkpoint = checkpoint
+    model.image_spec = ImageSpec(checkpoint.config.in_channels, height, checkpoint.normalisation)
+    if model.kind == "classifier":
+        _prepare_deconv(model, checkpoint.model.features, device)
+
+
+def _prepare_deconv(model: ServedModel, features: torch.nn.Sequential, device) -> None:
+    model.deconv = UndoableSequential(features).to(device).eval()
+    x = torch.zeros(1, *model.image_spec.shape, device=device)
+    with torch.inference_mode():
+        for layer in model.deconv.wrapped:
+            x, _ = layer(x)
+            model.layer_shapes.append(tuple(x.shape[1:]))

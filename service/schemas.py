@@ -1,0 +1,155 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_GENERATE = 256
+
+ImageFormat = Literal["png", "json", "npy"]
+LatentMean = Annotated[float, Field(allow_inf_nan=False, ge=-1e4, le=1e4)]
+LatentLogVar = Annotated[float, Field(allow_inf_nan=False, ge=-30, le=30)]
+
+
+class ErrorResponse(BaseModel):
+    """Every error the service returns."""
+
+    error: str = Field(description="Stable machine-readable code, e.g. `invalid_image`")
+    detail: str = Field(description="What was wrong and how to fix it")
+
+
+class KeptActivation(BaseModel):
+    """One activation kept for the projection, at (channel, y, x) of the layer's output."""
+
+    channel: int
+    y: int
+    x: int
+    value: float
+
+
+class VisualiseResponse(BaseModel):
+    """`format=json` answer of /visualise."""
+
+    network: str
+    layer: int
+    layer_name: str
+    k: int
+    channel: int | None
+    input_shape: list[int] = Field(description="(C, H, W) of the network input")
+    activation_shape: list[int] = Field(description="(C, h, w) of the layer's output")
+    image_png: str = Field(description="Base64 PNG of the projection; zero is mid-grey")
+    activations: list[KeptActivation] = Field(description="Kept activations, strongest first")
+
+
+class ReconstructedImage(BaseModel):
+    image_png: str = Field(description="Base64 PNG of the reconstruction")
+    mean: list[float] | None = Field(None, description="VAE only: latent mean")
+    log_var: list[float] | None = Field(None, description="VAE only: latent log-variance")
+
+
+class ReconstructResponse(BaseModel):
+    """`format=json` answer of /reconstruct, one entry per uploaded file in order."""
+
+    model: str
+    kind: str
+    assumption: str
+    images: list[ReconstructedImage]
+
+
+class Interpolation(BaseModel):
+    """A straight line between two latent points, decoded at evenly spaced steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: list[LatentMean]
+    end: list[LatentMean]
+    steps: int = Field(8, ge=2, le=MAX_GENERATE)
+
+
+class GenerateRequest(BaseModel):
+    """Body of /generate.
+
+    Without `mean` and `interpolate`, `n` latent codes are sampled from the prior. `mean` and
+    `log_var` give one latent Gaussian per image (a single vector is repeated `n` times).
+    `interpolate` decodes the points of a line and draws no noise.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "vae", "n": 16, "seed": 7, "format": "png"}]},
+    )
+
+    model: str = "vae"
+    n: int = Field(8, ge=1, le=MAX_GENERATE, description="Number of images")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        lt=2**63,
+        description="Same seed and inputs give the same images; when absent one is drawn "
+        "and returned (JSON) or sent in the X-Seed header",
+    )
+    mean: list[list[LatentMean]] | None = Field(
+        None, min_length=1, max_length=MAX_GENERATE, description="Latent means: 1 or n vectors"
+    )
+    log_var: list[list[LatentLogVar]] | None = Field(
+        None, min_length=1, max_length=MAX_GENERATE, description="Latent log-variances: 1 or n"
+    )
+    interpolate: Interpolation | None = None
+    format: ImageFormat = "png"
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.interpolate is not None:
+            if self.mean is not None or self.log_var is not None:
+                raise ValueError("give either interpolate or mean/log_var, not both")
+            self.n = self.interpolate.steps
+            return self
+        counts = {len(rows) for rows in (self.mean, self.log_var) if rows and len(rows) > 1}
+        if len(counts) > 1:
+            raise ValueError(f"mean and log_var have different numbers of vectors: {counts}")
+        if counts:
+            count = counts.pop()
+            if "n" in self.model_fields_set and self.n != count:
+                raise ValueError(f"n={self.n} but mean/log_var hold {count} vectors")
+            self.n = count
+        return self
+
+
+class GeneratedImage(BaseModel):
+    image_png: str = Field(description="Base64 PNG of the generated image")
+    z: list[float] = Field(description="The latent code that was decoded")
+
+
+class GenerateResponse(BaseModel):
+    """`format=json` answer of /generate."""
+
+    model: str
+    seed: int
+    images: list[GeneratedImage]
+
+
+class ModelInfo(BaseModel):
+    """One servable model or network."""
+
+    name: str
+    kind: Literal["autoencoder", "vae", "classifier", "network", "unknown"]
+    endpoints: list[str] = Field(description="Routes that accept this model")
+    available: bool
+    reason: str | None = Field(None, description="Why it is unavailable and how to fix it")
+    input_shape: list[int] | None = None
+    latent_size: int | None = None
+    layers: list[str] | None = Field(None, description="/visualise layers, 1-based, by name")
+    assumption: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "loading", "shutting_down"]
+    models_loaded: int | None = None
+    models_unavailable: int | None = None

@@ -1,0 +1,158 @@
+"""What the app holds while it runs: models, their batchers, and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from starlette.requests import Request
+
+from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
+from .errors import ServiceError
+from .inference import make_predict
+from .metrics import Metrics
+from .registry import ServedModel, discover, load
+from .settings import Settings
+
+log = logging.getLogger("unconv")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ServiceState:
+    """Models and batchers of one running app. Models load in the background after start-up;
+    until then /readyz answers 503."""
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.device = resolve_device(settings.device)
+        # one inference thread per device: batches never compete for the same cores or GPU
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unconv-inference")
+        self.models: dict[str, ServedModel] = discover(settings)
+        self.batchers: dict[str, Batcher] = {}
+        self.ready = False
+        self.closing = False
+        self._loader: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._loader = asyncio.create_task(self._load_all(), name="load-models")
+
+    async def _load_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        for model in self.models.values():
+            await loop.run_in_executor(self.executor, load, model, s, self.device)
+            if model.available:
+                self.batchers[model.name] = Batcher(
+                    make_predict(model, self.device),
+                    max_batch_size=s.max_batch_size,
+                    max_delay_s=s.max_delay_ms / 1000,
+                    max_queue=s.max_queue,
+                    executor=self.executor,
+                    observer=self.metrics.observer(model.name),
+                )
+                self.batchers[model.name].start()
+        self.ready = True
+        loaded = sum(m.available for m in self.models.values())
+        log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
+
+    async def wait_ready(self) -> None:
+        if self._loader is not None:
+            await asyncio.shield(self._loader)
+
+    def model(self, name: str, endpoint: str) -> ServedModel:
+        """The loaded model ``name`` for ``endpoint``, or the error that explains why not."""
+        if self.closing:
+            raise ServiceError(
+                503,
+                "shutting_down",
+                "the service is shutting down; retry on another replica",
+                {"Retry-After": "1"},
+            )
+        model = self.models.get(name)
+        accepted = sorted(n for n, m in self.models.items() if endpoint in m.endpoints)
+        if model is None:
+            raise ServiceError(
+                404,
+                "unknown_model",
+                f"no model {name!r}; /{endpoint} accepts "
+                f"{accepted} (GET /models lists every model)",
+            )
+        if model.kind != "unknown" and endpoint not in model.endpoints:
+            raise ServiceError(
+                422,
+                "invalid_parameters",
+                f"model {name!r} is a {model.kind}; /{endpoint} accepts {accepted}",
+            )
+        if model.reason == "still loading":
+            raise ServiceError(
+                503,
+                "not_ready",
+                f"model {name!r} is still loading; retry shortly",
+                {"Retry-After": "2"},
+            )
+        if not model.available:
+            raise ServiceError(
+                503, "model_unavailable", f"model {name!r} is unavailable: {model.reason}"
+            )
+        return model
+
+    async def run(
+        self, model: ServedModel, key: Hashable, payload: Any, size: int, request: Request
+    ) -> Any:
+        """Batch ``payload`` with other requests for ``model``; give up when the client leaves."""
+        submit = asyncio.ensure_future(
+            self.batchers[model.name].submit(payload, size, key, self.settings.request_timeout_s)
+        )
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({submit, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not submit.done():
+            submit.cancel()  # the batcher drops it if it has not run yet
+            raise ServiceError(499, "client_closed_request", "the client disconnected")
+        try:
+            return submit.result()
+        except QueueFull as err:
+            raise ServiceError(
+                503,
+                "overloaded",
+                f"the queue for {model.name!r} is full ({err}); "
+                "retry after the Retry-After seconds",
+                {"Retry-After": "1"},
+            ) from None
+        except ShuttingDown:
+            raise ServiceError(
+                503, "shutting_down", "the service is shutting down", {"Retry-After": "1"}
+            ) from None
+        except DeadlineExceeded as err:
+            raise ServiceError(
+                504,
+                "timeout",
+                f"{err} (UNCONV_REQUEST_TIMEOUT_S); retry later or with fewer images",
+            ) from None
+
+    async def close(self) -> None:
+        """Stop accepting, answer everything accepted, release the executor."""
+        self.closing = True
+        if self._loader is not None:
+            await asyncio.gather(self._loader, return_exceptions=True)
+        await asyncio.gather(*(b.close() for b in self.batchers.values()))
+        self.executor.shutdown(wait=True)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

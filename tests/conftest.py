@@ -1,0 +1,91 @@
+"""Shared fixtures: small checkpoints, random AlexNet weights in a private hub cache, and a
+factory for apps running their real lifespan behind an httpx client."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+import torch
+from torchvision import models
+
+from service.api import create_app
+from service.models import (
+    MNIST_NORMALISATION,
+    TORCHVISION_NETWORKS,
+    CNNConfig,
+    ConvAEConfig,
+    ConvVAEConfig,
+    save_checkpoint,
+)
+from service.settings import Settings
+from tests.helpers import ExecutorGate
+
+SMALL = {
+    "ae": (ConvAEConfig(hid_channels=8, code_channels=4, kernel_size=3), "binomial"),
+    "vae": (
+        ConvVAEConfig(hid_channels=4, code_channels=8, hidden_features=32, latent_features=6),
+        "binomial",
+    ),
+    "cnn": (CNNConfig(channels=(4, 8), hidden_features=16), None),
+}
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory):
+    """ae, vae and cnn with small random weights, and a broken checkpoint."""
+    directory = tmp_path_factory.mktemp("checkpoints")
+    for name, (config, assumption) in SMALL.items():
+        torch.manual_seed(len(name))
+        save_checkpoint(
+            directory / name,
+            config.build(assumption),
+            config,
+            MNIST_NORMALISATION,
+            assumption,
+            {"metrics": {"score": 1.0}, "data": "synthetic", "epochs": 0},
+        )
+    (directory / "broken.json").write_text(
+        '{"format": "unconv-checkpoint/1", "architecture": "gan"}'
+    )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def hub_dir(tmp_path_factory):
+    """A torch hub cache holding randomly initialised AlexNet weights under the real name."""
+    home = tmp_path_factory.mktemp("torch_home")
+    path = home / "hub" / "checkpoints" / TORCHVISION_NETWORKS["alexnet"].weights_path.name
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(1806)
+    torch.save(models.alexnet().state_dict(), path)
+    return home
+
+
+@pytest.fixture
+def torch_home(hub_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(hub_dir))
+    return hub_dir
+
+
+@pytest.fixture
+async def make_client(checkpoint_dir, torch_home):
+    """``await make_client(**settings)`` -> (client, app), with models loaded."""
+    async with AsyncExitStack() as stack:
+
+        async def make(wait: bool = True, raise_app_exceptions: bool = True, **overrides):
+            values = {"checkpoint_dir": checkpoint_dir, "networks": [], "max_delay_ms": 0.0}
+            app = create_app(Settings(**(values | overrides)))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            if wait:
+                await app.state.service.wait_ready()
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+            client = httpx.AsyncClient(transport=transport, base_url="http://unconv.test")
+            await stack.enter_async_context(client)
+            return client, app
+
+        try:
+            yield make
+        finally:
+            ExecutorGate.release_all()

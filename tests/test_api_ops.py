@@ -1,0 +1,183 @@
+"""Health, readiness, models, metrics, auth, CORS, limits and error shapes."""
+
+import struct
+import zlib
+
+import pytest
+
+from service.settings import Settings
+from tests.helpers import ExecutorGate, png_bytes
+
+
+async def test_health_and_readiness(make_client):
+    client, app = await make_client(wait=False, networks=["alexnet"])
+    gate = ExecutorGate(app)  # holds model loading
+    assert (await client.get("/healthz")).json() == {
+        "status": "ok",
+        "models_loaded": None,
+        "models_unavailable": None,
+    }
+    for path in ("/readyz", "/v2/health/ready"):
+        r = await client.get(path)
+        assert r.status_code == 503 and r.json()["error"] == "not_ready"
+    r = await client.post("/generate", json={})
+    assert r.status_code == 503 and r.json()["error"] == "not_ready" and r.headers["retry-after"]
+    gate.release()
+    await app.state.service.wait_ready()
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["models_loaded"] == 4
+    assert r.json()["models_unavailable"] == 1
+    assert (await client.get("/v2/health/live")).status_code == 200
+
+
+async def test_models_lists_everything_and_explains_the_unavailable(make_client):
+    client, _ = await make_client(networks=["alexnet", "vgg16", "resnet"])
+    models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+    assert set(models) == {"alexnet", "vgg16", "resnet", "ae", "vae", "cnn", "broken"}
+    assert models["vae"]["kind"] == "vae" and models["vae"]["latent_size"] == 6
+    assert models["vae"]["endpoints"] == ["reconstruct", "generate"]
+    assert models["vae"]["input_shape"] == [1, 28, 28]
+    assert models["vae"]["metadata"]["metrics"] == {"score": 1.0}
+    assert models["alexnet"]["available"] and len(models["alexnet"]["layers"]) == 13
+    assert models["cnn"]["layers"][0].startswith("1: Conv2d(1, 4")
+    assert not models["vgg16"]["available"] and "UNCONV_ALLOW_DOWNLOAD" in models["vgg16"]["reason"]
+    assert "unknown torchvision network 'resnet'" in models["resnet"]["reason"]
+    assert not models["broken"]["available"] and models["broken"]["kind"] == "unknown"
+
+
+async def test_metrics_count_requests_and_batches(make_client):
+    client, _ = await make_client()
+    await client.post("/generate", json={"n": 3, "seed": 0})
+    await client.post("/generate", json={"n": 0})
+    text = (await client.get("/metrics")).text
+    assert 'unconv_requests_total{method="POST",route="/generate",status="200"} 1.0' in text
+    assert 'unconv_requests_total{method="POST",route="/generate",status="422"} 1.0' in text
+    assert 'unconv_batch_size_bucket{le="4.0",model="vae"} 1.0' in text
+    assert 'unconv_queue_wait_seconds_count{model="vae"} 1.0' in text
+    assert 'unconv_inference_seconds_count{model="vae"} 1.0' in text
+    assert 'unconv_queue_depth{model="vae"} 0.0' in text
+
+
+async def test_api_key_guards_everything_but_health(make_client):
+    client, _ = await make_client(api_key="s3cret")
+    r = await client.get("/models")
+    assert r.status_code == 401 and r.json() == {
+        "error": "unauthorized",
+        "detail": "missing or wrong X-API-Key header",
+    }
+    assert (await client.get("/models", headers={"X-API-Key": "wrong"})).status_code == 401
+    assert (await client.get("/models", headers={"X-API-Key": "s3cret"})).status_code == 200
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(path)).status_code == 200
+
+
+async def test_cors_allows_configured_origins(make_client):
+    client, _ = await make_client(cors_origins=["https://app.example"])
+    r = await client.options(
+        "/generate",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+    r = await client.options(
+        "/generate",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_settings_read_comma_separated_lists(monkeypatch):
+    monkeypatch.setenv("UNCONV_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("UNCONV_NETWORKS", "alexnet")
+    settings = Settings()
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.networks == ["alexnet"]
+
+
+async def test_upload_over_the_limit_is_413(make_client):
+    client, _ = await make_client(max_upload_bytes=2048)
+    big = png_bytes((64, 64), "RGB")
+    r = await client.post("/reconstruct", files={"file": ("x.png", big, "image/png")})
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    assert "UNCONV_MAX_UPLOAD_BYTES=2048" in r.json()["detail"]
+
+    async def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(10):
+            yield b"x" * 1000
+
+    r = await client.post(
+        "/generate", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge image: a decompression bomb."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("size", [(2000, 2000), (60000, 60000)], ids=["over-setting", "bomb"])
+async def test_too_many_pixels_are_refused_before_decoding(make_client, size):
+    client, _ = await make_client(max_image_pixels=1_000_000)
+    r = await client.post(
+        "/reconstruct", files={"file": ("b.png", _png_claiming(*size), "image/png")}
+    )
+    assert r.status_code == 413 and r.json()["error"] == "image_too_large"
+
+
+async def test_too_many_files_is_413(make_client):
+    client, _ = await make_client(max_files=2)
+    files = [("file", (f"{i}.png", png_bytes(), "image/png")) for i in range(3)]
+    r = await client.post("/reconstruct", files=files)
+    assert r.status_code == 413 and "UNCONV_MAX_FILES=2" in r.json()["detail"]
+
+
+async def test_unknown_route_and_method_are_json(make_client):
+    client, _ = await make_client()
+    r = await client.get("/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = await client.get("/generate")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+async def test_a_bug_is_a_generic_500_without_traceback(make_client):
+    client, app = await make_client(raise_app_exceptions=False)
+
+    def broken(key, payloads):
+        raise RuntimeError("secret internals")
+
+    app.state.service.batchers["vae"].predict = broken
+    r = await client.post("/generate", json={"n": 1})
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert "secret" not in r.text
+
+
+async def test_openapi_documents_parameters_and_errors(make_client):
+    client, _ = await make_client()
+    spec = (await client.get("/openapi.json")).json()
+    post = spec["paths"]["/visualise"]["post"]
+    assert {"413", "415", "422", "503", "504"} <= set(post["responses"])
+    assert "image/png" in post["responses"]["200"]["content"]
+    form = spec["components"]["schemas"][
+        post["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
+    ]
+    assert {"file", "layer", "network", "k", "channel", "format"} <= set(form["properties"])
+    assert (await client.get("/docs")).status_code == 200
+
+
+def test_uvicorn_import_string_builds_the_app():
+    from service.api import app
+
+    paths = set(app.openapi()["paths"])
+    assert {"/visualise", "/reconstruct", "/generate", "/models", "/healthz", "/readyz"} <= paths

@@ -1,0 +1,153 @@
+"""POST /visualise through the real app."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from service.imaging import ImageSpec, decode_input
+from service.models import (
+    IMAGENET_NORMALISATION,
+    UndoableSequential,
+    load_checkpoint,
+    load_torchvision_network,
+)
+from tests.helpers import png_bytes
+
+
+@pytest.fixture
+async def client(make_client):
+    client, _ = await make_client(networks=["alexnet", "vgg16"])
+    return client
+
+
+def _form(**fields):
+    return {k: str(v) for k, v in fields.items()}
+
+
+async def test_png_is_a_viewable_projection(client):
+    image = png_bytes((300, 240), "RGB")
+    r = await client.post(
+        "/visualise", files={"file": ("cat.png", image, "image/png")}, data=_form(layer=4)
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    out = Image.open(io.BytesIO(r.content))
+    assert out.size == (224, 224) and out.mode == "RGB"
+
+
+async def test_npy_is_exactly_what_the_library_returns(client, torch_home):
+    image = png_bytes((256, 256), "RGB", seed=3)
+    r = await client.post(
+        "/visualise",
+        files={"file": ("x.png", image, "image/png")},
+        data=_form(layer=5, k=7, format="npy"),
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-npy"
+    served = np.load(io.BytesIO(r.content), allow_pickle=False)
+    spec = ImageSpec(3, 224, IMAGENET_NORMALISATION, resize=256)
+    x = decode_input(image, "image/png", spec, 10**8)
+    features = load_torchvision_network("alexnet").features
+    expected = UndoableSequential(features).visualise_activations(x, layer=5, k=7)[0]
+    assert served.dtype == np.float32 and served.shape == (3, 224, 224)
+    assert np.array_equal(served, expected.numpy())
+
+
+async def test_json_names_the_layer_and_the_kept_activations(client):
+    r = await client.post(
+        "/visualise",
+        files={"file": ("x.jpg", png_bytes((224, 224), "RGB", fmt="JPEG"))},
+        data=_form(layer=3, k=5, format="json"),
+    )
+    body = r.json()
+    assert r.status_code == 200 and body["network"] == "alexnet" and body["layer"] == 3
+    assert body["layer_name"].startswith("3: MaxPool2d")
+    assert body["input_shape"] == [3, 224, 224] and body["activation_shape"] == [64, 27, 27]
+    values = [a["value"] for a in body["activations"]]
+    assert len(values) == 5 and values == sorted(values, reverse=True)
+    png = Image.open(io.BytesIO(base64.b64decode(body["image_png"])))
+    assert png.size == (224, 224)
+
+
+async def test_channel_mode_keeps_one_feature_map(client):
+    r = await client.post(
+        "/visualise",
+        files={"file": ("x.webp", png_bytes((224, 224), "RGB", fmt="WEBP"))},
+        data=_form(layer=8, k=4, channel=10, format="json"),
+    )
+    assert r.status_code == 200
+    assert {a["channel"] for a in r.json()["activations"]} == {10}
+
+
+async def test_trained_cnn_is_visualised_in_its_own_input_space(client, checkpoint_dir):
+    image = png_bytes((28, 28), "L", seed=5)
+    r = await client.post(
+        "/visualise",
+        files={"file": ("digit.png", image, "image/png")},
+        data=_form(network="cnn", layer=4, k=3, format="npy"),
+    )
+    assert r.status_code == 200
+    served = np.load(io.BytesIO(r.content))
+    checkpoint = load_checkpoint(checkpoint_dir / "cnn")
+    spec = ImageSpec(1, 28, checkpoint.normalisation)
+    expected = UndoableSequential(checkpoint.model.features).visualise_activations(
+        decode_input(image, "image/png", spec, 10**8), layer=4, k=3
+    )
+    assert served.shape == (1, 28, 28) and np.array_equal(served, expected[0].numpy())
+
+
+@pytest.mark.parametrize(
+    "fields, status, error, detail",
+    [
+        (
+            {"layer": 14},
+            422,
+            "invalid_parameters",
+            "layer 14 is out of range: alexnet has layers 1 to 13",
+        ),
+        (
+            {"layer": 0},
+            422,
+            "invalid_parameters",
+            "layer: Input should be greater than or equal to 1",
+        ),
+        ({"layer": 1, "k": 0}, 422, "invalid_parameters", "k: Input should be greater"),
+        ({"layer": 13, "k": 10000}, 422, "invalid_parameters", "k=10000 is too large: layer 13"),
+        ({"layer": 1, "channel": 64}, 422, "invalid_parameters", "channel 64 is out of range"),
+        ({"layer": 1, "format": "gif"}, 422, "invalid_parameters", "format: Input should be"),
+        ({"layer": "two"}, 422, "invalid_parameters", "layer: Input should be a valid integer"),
+        ({"layer": 1, "network": "resnet"}, 404, "unknown_model", "no model 'resnet'"),
+        ({"layer": 1, "network": "ae"}, 422, "invalid_parameters", "model 'ae' is a autoencoder"),
+        ({"layer": 1, "network": "vgg16"}, 503, "model_unavailable", "UNCONV_ALLOW_DOWNLOAD"),
+    ],
+)
+async def test_bad_parameters_are_explained(client, fields, status, error, detail):
+    r = await client.post(
+        "/visualise", files={"file": ("x.png", png_bytes((224, 224), "RGB"))}, data=_form(**fields)
+    )
+    assert r.status_code == status
+    assert r.json()["error"] == error and detail in r.json()["detail"]
+
+
+async def test_missing_file_is_a_422(client):
+    r = await client.post("/visualise", data=_form(layer=1))
+    assert r.status_code == 422 and r.json()["detail"] == "file: Field required"
+
+
+async def test_batched_requests_match_single_requests(client):
+    images = [png_bytes((224, 224), "RGB", seed=s) for s in range(3)]
+
+    async def ask(image):
+        r = await client.post(
+            "/visualise", files={"file": ("x.png", image)}, data=_form(layer=6, k=5, format="npy")
+        )
+        return np.load(io.BytesIO(r.content))
+
+    alone = [await ask(i) for i in images]
+    together = await __import__("asyncio").gather(*(ask(i) for i in images))
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(
+            torch.from_numpy(b), torch.from_numpy(a), rtol=1e-4, atol=1e-6 * float(np.abs(a).max())
+        )
