@@ -107,9 +107,10 @@ def to_input(image: Image.Image, spec: ImageSpec) -> torch.Tensor:
                 image.resize(_shorter_side(image.size, spec.resize), Image.Resampling.BILINEAR),
                 spec.size,
             )
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
-    pixels = pixels.view(1, spec.size, spec.size, spec.channels).permute(0, 3, 1, 2)
-    return spec.normalisation.normalise(pixels).contiguous()
+    array = np.asarray(image, dtype=np.float32).reshape(spec.size, spec.size, spec.channels)
+    # (C, H, W) with plain strides: permuted views can make convolutions pick channels-last
+    pixels = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) / 255.0)
+    return spec.normalisation.normalise(pixels.unsqueeze(0))
 
 
 def _centre_crop(image: Image.Image, size: int) -> Image.Image:
@@ -149,7 +150,8 @@ def grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
     """(N, C, H, W) -> one (C, H', W') image, row by row in order, 2-pixel grey gaps."""
     if len(images) == 1:
         return images[0]
-    return make_grid(images, nrow=min(columns, len(images)), padding=2, pad_value=0.5)
+    tiled = make_grid(images, nrow=min(columns, len(images)), padding=2, pad_value=0.5)
+    return tiled[: images.shape[1]]  # make_grid repeats a single channel three times
 
 
 def encode_npy(array: torch.Tensor) -> bytes:

@@ -245,8 +245,9 @@ def keep_top_k(tensor: torch.Tensor, k: int = 9) -> torch.Tensor:
 
 
 def _scatter_kept(like: torch.Tensor, indices: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-    result = torch.zeros_like(like)
-    torch.flatten(result, start_dim=1).scatter_(-1, indices, vals)
+    # contiguous on purpose: for a channels-last `like`, flatten() would scatter into a copy
+    result = torch.zeros_like(like, memory_format=torch.contiguous_format)
+    result.view(len(result), -1).scatter_(-1, indices, vals)
     return result
 
 

@@ -297,3 +297,15 @@ def test_visualise_matches_functional_maxpool_for_non_overlapping_pools():
     out, (indices, size) = pool(x)
     expected = F.max_unpool2d(out, indices, 2, output_size=size)
     assert torch.equal(pool.undo(out, (indices, size)), expected)
+
+
+def test_channels_last_inputs_give_the_same_projection(alexnet_features):
+    torch.manual_seed(10)
+    x = torch.randn(2, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    expected = seq.visualise(x, layer=4, k=9).projection
+    assert expected.abs().max() > 0
+    channels_last = seq.visualise(x.to(memory_format=torch.channels_last), layer=4, k=9)
+    assert_same_projection(channels_last.projection, expected)
+    kept = keep_top_k(alexnet_features[:1](x).to(memory_format=torch.channels_last), k=3)
+    assert torch.count_nonzero(kept) == 6
