@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m service` listens on")
     max_batch_size: int = Field(64, ge=1, description="Most items (images) in one forward pass")
     max_delay_ms: float = Field(
-        2.0, ge=0, description="Longest wait for more items once a batch has begun to form"
+        0.0,
+        ge=0,
+        description="How long a batch that is not full waits for more requests; 0 never waits "
+        "(requests arriving during a forward pass form the next batch)",
     )
     max_queue: int = Field(1024, ge=1, description="Most items waiting per model; then 503")
     request_timeout_s: float = Field(30.0, gt=0, description="Deadline per request; then 504")
@@ -52,6 +55,12 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level"
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value):
+        # compose passes an unset variable as an empty string: that means "no key"
+        return None if value in ("", None) else value
 
     @field_validator("networks", "cors_origins", mode="before")
     @classmethod

@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# unconv service image.
+#   docker build -t unconv .                      # CUDA (default): PyTorch's CUDA wheels carry
+#                                                 # the CUDA runtime; the host needs the driver
+#                                                 # and the NVIDIA container toolkit
+#   docker build --build-arg VARIANT=cpu -t unconv:cpu .   # CPU-only PyTorch, a smaller image
+# Checkpoints come from a volume at /checkpoints; AlexNet and VGG-16 weights are baked in.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG VARIANT=cuda
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY service ./service
+COPY training ./training
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN if [ "$VARIANT" = "cpu" ]; then \
+        pip install "torch>=2.3,<2.15" "torchvision>=0.18,<0.30" --index-url "$TORCH_CPU_INDEX"; \
+    fi \
+    && pip install .
+# fetch the ImageNet weights at build time so that the container works offline
+ENV TORCH_HOME=/opt/torch
+RUN python -c "from torchvision import models; \
+models.alexnet(weights='IMAGENET1K_V1'); models.vgg16(weights='IMAGENET1K_V1')"
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="unconv" \
+      org.opencontainers.image.description="Deconvnet visualiser, auto-encoder and VAE over HTTP"
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TORCH_HOME=/opt/torch \
+    UNCONV_HOST=0.0.0.0 \
+    UNCONV_PORT=8000 \
+    UNCONV_CHECKPOINT_DIR=/checkpoints \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+RUN groupadd --system --gid 10001 unconv \
+    && useradd --system --uid 10001 --gid unconv --home-dir /app --shell /usr/sbin/nologin unconv \
+    && mkdir -p /checkpoints /app \
+    && chown unconv:unconv /checkpoints /app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/torch /opt/torch
+WORKDIR /app
+USER 10001:10001
+VOLUME ["/checkpoints"]
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+CMD ["python", "-m", "service"]

@@ -1,0 +1,163 @@
+"""The Python client and its CLI against the real service."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.client import AsyncUnconvClient, UnconvClient, UnconvError
+from tests.helpers import png_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(checkpoint_dir, **env) -> tuple[subprocess.Popen, str]:
+    """``python -m service`` on a free port, as a user starts it; returns once it is ready."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "UNCONV_CHECKPOINT_DIR": str(checkpoint_dir),
+        "UNCONV_PORT": str(port),
+        "UNCONV_NETWORKS": "",
+    } | env
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"python -m service did not become ready (exit {server.poll()})")
+
+
+@pytest.fixture(scope="module")
+def client(checkpoint_dir, hub_dir):
+    server, url = start_service(
+        checkpoint_dir, TORCH_HOME=str(hub_dir), UNCONV_NETWORKS="alexnet", UNCONV_API_KEY="k"
+    )
+    try:
+        with UnconvClient(url, api_key="k") as client:
+            yield client
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_every_endpoint_returns_images_and_arrays(client):
+    grid = client.generate(n=4, seed=1)
+    assert isinstance(grid, Image.Image) and grid.size == (4 * 30 + 2, 32)
+    array = client.generate(n=3, seed=1, format="npy")
+    assert array.shape == (3, 1, 28, 28) and array.dtype == np.float32
+    details = client.generate(n=2, seed=1, format="json")
+    assert details["seed"] == 1 and details["images"][0]["image"].size == (28, 28)
+    rec = client.reconstruct(
+        [png_bytes(seed=1), Image.new("L", (28, 28))], model="vae", format="json"
+    )
+    assert len(rec["images"]) == 2 and len(rec["images"][1]["mean"]) == 6
+    vis = client.visualise(png_bytes((224, 224), "RGB"), layer=2, format="json")
+    assert vis["image"].size == (224, 224) and len(vis["activations"]) == 9
+    assert client.visualise(png_bytes((224, 224), "RGB"), layer=2, format="npy").shape == (
+        3,
+        224,
+        224,
+    )
+    assert {m["name"] for m in client.models()} >= {"ae", "vae", "cnn", "alexnet"}
+    assert client.ready()["status"] == "ok"
+
+
+def test_errors_carry_the_service_code(client):
+    with pytest.raises(UnconvError) as info:
+        client.generate(model="gan")
+    assert info.value.status == 404 and info.value.code == "unknown_model"
+    wrong = UnconvClient(str(client.http.base_url), api_key="wrong")
+    with wrong, pytest.raises(UnconvError, match="401 unauthorized"):
+        wrong.models()
+
+
+async def test_async_client_has_the_same_methods(make_client):
+    http, _ = await make_client()
+    client = AsyncUnconvClient(http=http)
+    image = await client.reconstruct(png_bytes(seed=3))
+    assert image.size == (28, 28)
+    assert (await client.generate(n=2, seed=0, format="npy")).shape == (2, 1, 28, 28)
+    with pytest.raises(UnconvError) as info:
+        await client.visualise(png_bytes(), layer=1, network="nope")
+    assert info.value.code == "unknown_model"
+
+
+def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_path):
+    server, url = start_service(checkpoint_dir, UNCONV_MAX_DELAY_MS="300")
+    try:
+        out = tmp_path / "grid.png"
+        cli = [sys.executable, "-m", "service.client", "--url", url]
+        done = subprocess.run(
+            [*cli, "generate", "--n", "16", "-o", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        with Image.open(out) as grid:
+            assert grid.size == (8 * 30 + 2, 2 * 30 + 2)
+        done = subprocess.run(
+            [*cli, "reconstruct", "missing.png"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and "missing.png" in done.stderr
+        done = subprocess.run(
+            [*cli, "generate", "--model", "gan"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and "404 unknown_model" in done.stderr
+        # a request in flight when SIGTERM arrives is still answered
+        with httpx.Client(base_url=url, timeout=30) as http:
+            pending = subprocess.Popen(
+                [*cli, "generate", "--n", "2", "-o", str(tmp_path / "late.png")],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(0.15)  # inside the 300 ms batching window
+            server.send_signal(signal.SIGTERM)
+            _, err = pending.communicate(timeout=30)
+            assert pending.returncode == 0, err
+            # uvicorn re-raises the signal once its graceful shutdown is done
+            assert server.wait(30) in (0, -signal.SIGTERM)
+            with pytest.raises(httpx.TransportError):
+                http.get("/healthz")
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()

@@ -1,0 +1,118 @@
+"""Deployment files: compose against the Compose specification, Kubernetes manifests and the
+Dockerfile against the service's real settings, port and health routes."""
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from service.api import app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {f"UNCONV_{name.upper()}" for name in Settings.model_fields}
+PORT = Settings.model_fields["port"].default
+HEALTH = set(app.openapi()["paths"]) | {"/v2/health/live", "/v2/health/ready"}
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's ``!reset`` / ``!override`` merge tags."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+_ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node))
+
+
+def _compose(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=_ComposeLoader)
+
+
+@pytest.fixture(scope="module")
+def compose_schema():
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((vendor / "compose-spec.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.cpu.yml"])
+def test_compose_files_follow_the_compose_specification(compose_schema, name):
+    jsonschema.validate(_compose(name), compose_schema)
+
+
+def test_compose_trains_first_then_serves_on_the_gpu():
+    services = _compose("docker-compose.yml")["services"]
+    train, api = services["train"], services["api"]
+    assert train["command"][:4] == ["python", "-m", "training", "defaults"]
+    assert train["command"][train["command"].index("--out") + 1] == "/checkpoints"
+    assert api["depends_on"]["train"]["condition"] == "service_completed_successfully"
+    for service in (train, api):
+        devices = service["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["capabilities"] == ["gpu"]
+    assert api["ports"][0].endswith(f":{PORT}")
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+    assert set(api["environment"]) <= SETTINGS
+    assert api["volumes"] == ["checkpoints:/checkpoints:ro"]
+
+
+def _manifests() -> dict[str, dict]:
+    documents = {}
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            documents[document["kind"]] = document
+    return documents
+
+
+def test_kubernetes_manifests_match_the_service():
+    manifests = _manifests()
+    listed = set(manifests["Kustomization"]["resources"])
+    assert listed == {p.name for p in (ROOT / "deploy" / "k8s").glob("*.yaml")} - {
+        "kustomization.yaml"
+    }
+    config = manifests["ConfigMap"]["data"]
+    assert set(config) <= SETTINGS and int(config["UNCONV_PORT"]) == PORT
+    Settings(**{k.removeprefix("UNCONV_").lower(): v for k, v in config.items()})  # valid values
+
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": PORT}]
+    for probe, path in (
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/healthz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"} and path in HEALTH
+    assert {e["name"] for e in container["env"]} <= SETTINGS
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["terminationGracePeriodSeconds"] > float(config["UNCONV_REQUEST_TIMEOUT_S"])
+    mount = container["volumeMounts"][0]
+    assert mount["mountPath"] == config["UNCONV_CHECKPOINT_DIR"] and mount["readOnly"]
+
+    selector = manifests["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert manifests["Service"]["spec"]["selector"] == selector
+    assert manifests["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+    target = manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == (
+        "Deployment",
+        manifests["Deployment"]["metadata"]["name"],
+    )
+
+    job = manifests["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"][:4] == ["python", "-m", "training", "defaults"]
+    out = job["command"][job["command"].index("--out") + 1]
+    assert out == job["volumeMounts"][0]["mountPath"] == config["UNCONV_CHECKPOINT_DIR"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    assert claims == {manifests["PersistentVolumeClaim"]["metadata"]["name"]}
+
+
+def test_dockerfile_runs_the_service_unprivileged_with_a_healthcheck():
+    text = (ROOT / "Dockerfile").read_text()
+    assert f"EXPOSE {PORT}" in text
+    assert re.search(r"HEALTHCHECK .*\n.*/healthz", text)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert 'CMD ["python", "-m", "service"]' in text
+    assert set(re.findall(r"\b(UNCONV_[A-Z_]+)=", text)) <= SETTINGS
+    assert "IMAGENET1K_V1" in text and "ARG VARIANT=cuda" in text
+    assert text.count("FROM ") >= 2  # multi-stage
