@@ -1,5 +1,5 @@
-"""The HTTP API: app factory and routes. Each route is thin: check parameters, decode off the
-event loop, batch on the device, encode off the event loop."""
+"""The HTTP API: app factory and routes. Each route is thin: check the parameters, then hand
+the raw request to its model's batcher, which decodes, predicts and encodes off the event loop."""
 
 from __future__ import annotations
 
@@ -10,21 +10,15 @@ from typing import Annotated, Literal
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Security, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import __version__
-from .encoding import (
-    NPY_MEDIA_TYPE,
-    generation_response,
-    reconstruction_response,
-    visualisation_response,
-)
+from .encoding import NPY_MEDIA_TYPE
 from .errors import ServiceError, error_response, install_error_handlers
-from .imaging import ImageSpec, decode_input
+from .inference import GenerateJob, ReconstructJob, Upload, VisualiseJob
 from .latents import latent_codes
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -60,7 +54,8 @@ def _images(json_model=None, npy: bool = True) -> dict:
     return {200: {"content": content, "description": "PNG (default), JSON or .npy by `format`"}}
 
 
-def get_service(request: Request) -> ServiceState:
+# dependencies are async on purpose: FastAPI runs a sync one in a worker thread
+async def get_service(request: Request) -> ServiceState:
     return request.app.state.service
 
 
@@ -69,7 +64,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
+async def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
     expected = request.app.state.settings.api_key
     if expected is None:
         return
@@ -86,21 +81,15 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 health = APIRouter(tags=["health"])
 
 
-async def _decode(files: list[UploadFile], spec: ImageSpec, settings: Settings) -> torch.Tensor:
-    uploads = [(await f.read(), f.content_type, f.filename) for f in files]
-    for data, _, filename in uploads:
+async def _uploads(files: list[UploadFile]) -> list[Upload]:
+    """The raw uploads; they are decoded with the rest of their batch, off the event loop."""
+    uploads = []
+    for f in files:
+        data = await f.read()
         if not data:
-            raise ServiceError(400, "invalid_image", f"the upload {filename!r} is empty")
-
-    def decode_all() -> torch.Tensor:
-        return torch.cat(
-            [
-                decode_input(data, content_type, spec, settings.max_image_pixels)
-                for data, content_type, _ in uploads
-            ]
-        )
-
-    return await run_in_threadpool(decode_all)
+            raise ServiceError(400, "invalid_image", f"the upload {f.filename!r} is empty")
+        uploads.append(Upload(data, f.content_type))
+    return uploads
 
 
 def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None) -> None:
@@ -160,9 +149,9 @@ async def visualise(
     """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
     model = service.model(network, "visualise")
     _check_visualise(model, layer, k, channel)
-    x = await _decode([file], model.image_spec, service.settings)
-    vis = await service.run(model, ("visualise", layer, k, channel), x, 1, request)
-    return await run_in_threadpool(visualisation_response, vis, model, layer, k, channel, format)
+    (upload,) = await _uploads([file])
+    job = VisualiseJob(upload, format)
+    return await service.run(model, ("visualise", layer, k, channel), job, 1, request)
 
 
 @router.post(
@@ -195,9 +184,8 @@ async def reconstruct(
             f"{len(file)} files is more than "
             f"UNCONV_MAX_FILES={service.settings.max_files}; send fewer",
         )
-    x = await _decode(file, served.image_spec, service.settings)
-    result = await service.run(served, ("reconstruct",), x, len(x), request)
-    return await run_in_threadpool(reconstruction_response, result, served, format)
+    job = ReconstructJob(await _uploads(file), format)
+    return await service.run(served, ("reconstruct",), job, len(job.uploads), request)
 
 
 @router.post(
@@ -210,8 +198,8 @@ async def generate(body: GenerateRequest, request: Request, service: Service) ->
     """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
     served = service.model(body.model, "generate")
     z, seed = latent_codes(body, served.latent_size)
-    images = await service.run(served, ("generate",), z, len(z), request)
-    return await run_in_threadpool(generation_response, images, z, seed, served, body.format)
+    job = GenerateJob(z, seed, body.format)
+    return await service.run(served, ("generate",), job, len(z), request)
 
 
 @router.get("/models", tags=["models"], response_model=ModelsResponse, responses=_errors())

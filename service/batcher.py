@@ -85,9 +85,10 @@ class Batcher:
     Parameters
     ----------
     predict : callable
-        ``predict(key, payloads) -> results``, one result per payload in order. It runs in
-        ``executor`` and may raise; then the batch is split in halves and retried, so that an
-        error (a bad input, CUDA running out of memory) reaches only the requests that cause it.
+        ``predict(key, payloads) -> results``, one result per payload in order; a result that
+        is an exception fails only its own request. It runs in ``executor`` and may raise;
+        then the batch is split in halves and retried, so that an error (a bad input, CUDA
+        running out of memory) reaches only the requests that cause it.
     max_batch_size : int
         Most items in one call of ``predict`` (a larger single request runs alone).
     max_delay_s : float
@@ -251,7 +252,10 @@ class Batcher:
         if live:
             self.observer.batch(self._items(live), len(live), time.perf_counter() - now)
         for request, result in zip(live, results, strict=True):
-            _settle(request, result=result)
+            if isinstance(result, Exception):
+                _settle(request, error=result)
+            else:
+                _settle(request, result=result)
 
 
 def _settle(request: _Request, result: Any = None, error: BaseException | None = None) -> None:

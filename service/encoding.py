@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 import torch
 from fastapi.responses import Response
 
 from .imaging import encode_npy, encode_png, grid, projection_to_image
-from .inference import Reconstruction
 from .models import Visualisation
 from .registry import ServedModel
 from .schemas import (
@@ -19,6 +19,9 @@ from .schemas import (
     ReconstructResponse,
     VisualiseResponse,
 )
+
+if TYPE_CHECKING:
+    from .inference import Reconstruction
 
 NPY_MEDIA_TYPE = "application/x-npy"
 

@@ -1,20 +1,52 @@
-"""Batched forward passes: what the batcher runs, one function per operation.
+"""What the batcher runs: decode -> predict -> encode for a whole batch, in the inference thread.
 
-Each function takes the payloads of several requests (tensors already decoded and normalised
-on the CPU), runs them as one batch on the model's device under ``torch.inference_mode()`` and
-returns one CPU result per request, in order.
+Each job is one request: raw uploads (or latent codes) and the output format. A batch decodes
+all its images, runs one forward pass on the model's device under ``torch.inference_mode()`` and
+encodes every answer, so that a request costs the event loop no thread hand-off of its own. An
+image that cannot be decoded fails only its own request: its result is the ``ServiceError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
+from fastapi.responses import Response
 
+from .encoding import generation_response, reconstruction_response, visualisation_response
+from .errors import ServiceError
+from .imaging import decode_input
 from .models import Visualisation
 from .models.losses import sample_range
 from .registry import ServedModel
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file, not decoded yet."""
+
+    data: bytes
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class ReconstructJob:
+    uploads: list[Upload]
+    format: str
+
+
+@dataclass(frozen=True)
+class VisualiseJob:
+    upload: Upload
+    format: str
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    z: torch.Tensor  # (n, latent) codes, sampled from the request's seed
+    seed: int
+    format: str
 
 
 @dataclass
@@ -30,68 +62,100 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
-def _sizes(payloads: Sequence[torch.Tensor]) -> list[int]:
-    return [len(p) for p in payloads]
+def _sizes(tensors: Sequence[torch.Tensor]) -> list[int]:
+    return [len(t) for t in tensors]
 
 
-def reconstruct(model: ServedModel, payloads: list[torch.Tensor], device) -> list[Reconstruction]:
-    """Payloads: (n_i, C, H, W) normalised inputs."""
+def _decode_all(jobs: list, decode: Callable) -> tuple[list[int], list[torch.Tensor], dict]:
+    """Decode every job; returns the indices that worked, their inputs, and the failures."""
+    ok, inputs, failed = [], [], {}
+    for i, job in enumerate(jobs):
+        try:
+            inputs.append(decode(job))
+            ok.append(i)
+        except ServiceError as err:
+            failed[i] = err
+    return ok, inputs, failed
+
+
+def _in_order(count: int, ok: list[int], answers: list, failed: dict) -> list:
+    results = [failed.get(i) for i in range(count)]
+    for i, answer in zip(ok, answers, strict=True):
+        results[i] = answer
+    return results
+
+
+def reconstruct(model: ServedModel, inputs: list[torch.Tensor], device) -> list[Reconstruction]:
+    """(n_i, C, H, W) normalised inputs -> one reconstruction per request."""
     net = model.checkpoint.model
-    x = _to_device(torch.cat(payloads), device)
+    x = _to_device(torch.cat(inputs), device)
+    sizes = _sizes(inputs)
     if model.kind == "vae":
         mean, log_var = net.encode(x)
         # the deterministic reconstruction: decode the latent mean
-        images = net.decode(mean, sample_range(x)).cpu()
-        parts = zip(
-            images.split(_sizes(payloads)),
-            mean.cpu().split(_sizes(payloads)),
-            log_var.cpu().split(_sizes(payloads)),
-            strict=True,
-        )
+        images = net.decode(mean, sample_range(x)).cpu().split(sizes)
+        parts = zip(images, mean.cpu().split(sizes), log_var.cpu().split(sizes), strict=True)
         return [Reconstruction(i, m, v) for i, m, v in parts]
-    images = net.reconstruct(x).cpu()
-    return [Reconstruction(i) for i in images.split(_sizes(payloads))]
-
-
-def generate(model: ServedModel, payloads: list[torch.Tensor], device) -> list[torch.Tensor]:
-    """Payloads: (n_i, latent) codes, already sampled; returns (n_i, C, H, W) images."""
-    z = _to_device(torch.cat(payloads), device)
-    images = model.checkpoint.model.decode(z).cpu()
-    return list(images.split(_sizes(payloads)))
+    return [Reconstruction(i) for i in net.reconstruct(x).cpu().split(sizes)]
 
 
 def visualise(
-    model: ServedModel,
-    payloads: list[torch.Tensor],
-    device,
-    layer: int,
-    k: int,
-    channel: int | None,
+    model: ServedModel, inputs: list[torch.Tensor], device, layer: int, k: int, channel: int | None
 ) -> list[Visualisation]:
-    """Payloads: (1, C, H, W) normalised images; every one keeps its own top-k."""
-    x = _to_device(torch.cat(payloads), device)
-    vis = model.deconv.visualise(x, layer, k, channel)
-    fields = (vis.projection, vis.channel, vis.y, vis.x, vis.value)
-    cpu = [t.cpu() for t in fields]
+    """(1, C, H, W) normalised images -> one visualisation each, every one its own top-k."""
+    vis = model.deconv.visualise(_to_device(torch.cat(inputs), device), layer, k, channel)
+    cpu = [t.cpu() for t in (vis.projection, vis.channel, vis.y, vis.x, vis.value)]
     return [
         Visualisation(*(t[i : i + 1] for t in cpu), activation_shape=vis.activation_shape)
-        for i in range(len(payloads))
+        for i in range(len(inputs))
     ]
 
 
-def make_predict(model: ServedModel, device: torch.device):
-    """The ``predict(key, payloads)`` of a model's batcher; the key's first item names the
-    operation and the rest are the parameters that the whole batch shares."""
+def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torch.Tensor]:
+    """(n_i, latent) codes -> (n_i, C, H, W) images per request."""
+    images = model.checkpoint.model.decode(_to_device(torch.cat(codes), device)).cpu()
+    return list(images.split(_sizes(codes)))
 
-    def predict(key: Hashable, payloads: list) -> list:
+
+def make_predict(model: ServedModel, device: torch.device, max_pixels: int):
+    """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
+    operation and the rest are the parameters the whole batch shares; every result is a
+    ready HTTP response, or the error of that one request."""
+    spec = model.image_spec
+
+    def image(upload: Upload) -> torch.Tensor:
+        return decode_input(upload.data, upload.content_type, spec, max_pixels)
+
+    def run(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         operation, *params = key
+        if operation == "generate":
+            images = generate(model, [job.z for job in jobs], device)
+            return [
+                generation_response(out, job.z, job.seed, model, job.format)
+                for out, job in zip(images, jobs, strict=True)
+            ]
+        if operation == "reconstruct":
+            ok, inputs, failed = _decode_all(
+                jobs, lambda job: torch.cat([image(u) for u in job.uploads])
+            )
+            outputs = reconstruct(model, inputs, device) if inputs else []
+            answers = [
+                reconstruction_response(out, model, jobs[i].format)
+                for i, out in zip(ok, outputs, strict=True)
+            ]
+        else:
+            ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload))
+            outputs = visualise(model, inputs, device, *params) if inputs else []
+            answers = [
+                visualisation_response(out, model, *params, jobs[i].format)
+                for i, out in zip(ok, outputs, strict=True)
+            ]
+        return _in_order(len(jobs), ok, answers, failed)
+
+    def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         try:
             with torch.inference_mode():
-                if operation == "reconstruct":
-                    return reconstruct(model, payloads, device)
-                if operation == "generate":
-                    return generate(model, payloads, device)
-                return visualise(model, payloads, device, *params)
+                return run(key, jobs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves
             raise

@@ -54,7 +54,7 @@ class ServiceState:
             await loop.run_in_executor(self.executor, load, model, s, self.device)
             if model.available:
                 self.batchers[model.name] = Batcher(
-                    make_predict(model, self.device),
+                    make_predict(model, self.device, s.max_image_pixels),
                     max_batch_size=s.max_batch_size,
                     max_delay_s=s.max_delay_ms / 1000,
                     max_queue=s.max_queue,

@@ -161,6 +161,17 @@ async def test_an_error_fails_only_its_own_request(executor):
     await batcher.close()
 
 
+async def test_an_exception_as_a_result_fails_only_its_request(executor):
+    def predict(key, payloads):
+        return [ValueError(f"odd {p}") if p % 2 else p for p in payloads]
+
+    batcher = make(executor, predict, max_delay_s=0.2)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 2
+    assert [str(r) for r in results[1::2]] == ["odd 1", "odd 3"]
+    await batcher.close()
+
+
 async def test_close_answers_everything_accepted_then_refuses(executor):
     predict = Recorder()
     predict.gate.clear()

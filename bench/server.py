@@ -1,0 +1,117 @@
+"""Start the service as users do (``python -m service``) and read what it reports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import torch
+from torchvision import models
+
+from service.models import MNIST_NORMALISATION, TORCHVISION_NETWORKS, save_checkpoint
+from training.recipes import DEFAULT_MODELS, RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare_models(directory: Path) -> dict[str, str]:
+    """Default-architecture checkpoints and AlexNet weights, randomly initialised.
+
+    Throughput does not depend on the weights' values, and this needs no training or network.
+    Returns the environment that points the service at them.
+    """
+    torch.manual_seed(0)
+    checkpoints = directory / "checkpoints"
+    for name in DEFAULT_MODELS:
+        recipe = RECIPES[name]
+        save_checkpoint(
+            checkpoints / name,
+            recipe.config.build(recipe.assumption),
+            recipe.config,
+            MNIST_NORMALISATION,
+            recipe.assumption,
+        )
+    weights = directory / "torch" / "hub" / "checkpoints"
+    weights.mkdir(parents=True, exist_ok=True)
+    path = weights / TORCHVISION_NETWORKS["alexnet"].weights_path.name
+    if not path.exists():
+        torch.save(models.alexnet().state_dict(), path)
+    return {
+        "UNCONV_CHECKPOINT_DIR": str(checkpoints),
+        "TORCH_HOME": str(directory / "torch"),
+        "UNCONV_NETWORKS": "alexnet",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def service(env: dict[str, str], command: list[str] | None = None):
+    """Run the service; yields (url, process, seconds from start to ready)."""
+    port = free_port()
+    env = {**os.environ, **env, "UNCONV_PORT": str(port), "UNCONV_LOG_LEVEL": "warning"}
+    command = command or [sys.executable, "-m", "service"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready_s = wait_ready(url, process, "/readyz")
+        yield url, process, ready_s
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(url: str, process: subprocess.Popen, path: str, limit_s: float = 120) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url}{path} not ready after {limit_s} s")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    current = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    return current, peak
+
+
+def batch_sizes(url: str, model: str) -> dict[str, float]:
+    """Mean items and requests per forward pass so far, from /metrics."""
+    text = httpx.get(url + "/metrics").text
+
+    def value(metric: str) -> float:
+        match = re.search(rf'^{metric}{{model="{model}"}} ([0-9.e+]+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    passes = value("unconv_batch_size_count")
+    return {
+        "forward_passes": passes,
+        "mean_batch_images": value("unconv_batch_size_sum") / passes if passes else 0.0,
+        "mean_batch_requests": value("unconv_batch_requests_sum") / passes if passes else 0.0,
+    }
