@@ -341,6 +341,8 @@ def train(options: TrainOptions) -> TrainResult:
 
     if rank == 0 and options.artefacts and history:
         _write_artefacts(path, splits, recipe, history)
+    if rank == 0 and options.progress and history:
+        tqdm.write(f"\n{name}: summary\n{summary_table(history)}")
     if world_size > 1:
         dist.destroy_process_group()
     return TrainResult(path.with_name(path.name + ".json"), history)
