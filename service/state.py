@@ -111,25 +111,24 @@ class ServiceState:
         self, model: ServedModel, key: Hashable, payload: Any, size: int, request: Request
     ) -> Any:
         """Batch ``payload`` with other requests for ``model``; give up when the client leaves."""
-        submit = asyncio.ensure_future(
-            self.batchers[model.name].submit(payload, size, key, self.settings.request_timeout_s)
-        )
-        gone = asyncio.ensure_future(_disconnected(request))
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, asyncio.current_task()))
         try:
-            await asyncio.wait({submit, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if not submit.done():
-            submit.cancel()  # the batcher drops it if it has not run yet
-            raise ServiceError(499, "client_closed_request", "the client disconnected")
-        try:
-            return submit.result()
+            return await self.batchers[model.name].submit(
+                payload, size, key, self.settings.request_timeout_s
+            )
+        except asyncio.CancelledError:
+            if not watcher.done():
+                raise  # cancelled by the server, not by the client leaving
+            # the batcher has dropped the request if it had not run yet; the cancellation is
+            # handled here, so later timeouts in this task must not see it
+            asyncio.current_task().uncancel()
+            raise ServiceError(499, "client_closed_request", "the client disconnected") from None
         except QueueFull as err:
             raise ServiceError(
                 503,
                 "overloaded",
-                f"the queue for {model.name!r} is full ({err}); "
-                "retry after the Retry-After seconds",
+                f"the queue for {model.name!r} is full ({err}); retry after the Retry-After "
+                "seconds",
                 {"Retry-After": "1"},
             ) from None
         except ShuttingDown:
@@ -142,6 +141,8 @@ class ServiceState:
                 "timeout",
                 f"{err} (UNCONV_REQUEST_TIMEOUT_S); retry later or with fewer images",
             ) from None
+        finally:
+            watcher.cancel()
 
     async def close(self) -> None:
         """Stop accepting, answer everything accepted, release the executor."""
@@ -152,7 +153,8 @@ class ServiceState:
         self.executor.shutdown(wait=True)
 
 
-async def _disconnected(request: Request) -> None:
-    """Returns when the client disconnects (the body has been read already)."""
+async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:
+    """Cancel ``task`` when the client disconnects (the body has been read already)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
