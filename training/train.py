@@ -195,15 +195,14 @@ def _metadata(options, recipe, splits, history, device, world_size) -> dict:
     }
 
 
-def _make_optimiser(recipe: Recipe, model, steps: int):
+def _make_optimiser(recipe: Recipe, model):
     if recipe.optimiser not in OPTIMISERS:
         raise ValueError(
             f"expected optimiser in {sorted(OPTIMISERS)} but received {recipe.optimiser!r}"
         )
-    optimiser = OPTIMISERS[recipe.optimiser](
+    return OPTIMISERS[recipe.optimiser](
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    return optimiser
 
 
 def _make_scheduler(recipe: Recipe, optimiser, total_steps: int, done_steps: int):
@@ -249,7 +248,7 @@ def train(options: TrainOptions) -> TrainResult:
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     if options.max_batches:
         steps_per_epoch = min(steps_per_epoch, options.max_batches)
-    optimiser = _make_optimiser(recipe, model, steps_per_epoch * recipe.epochs)
+    optimiser = _make_optimiser(recipe, model)
 
     history: list[dict] = []
     if options.resume:
