@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import secrets
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -18,7 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import __version__
 from .encoding import NPY_MEDIA_TYPE
 from .errors import ServiceError, error_response, install_error_handlers
-from .inference import GenerateJob, ReconstructJob, Upload, VisualiseJob
+from .forms import openapi_form, read_form
+from .inference import GenerateJob, ReconstructJob, VisualiseJob
 from .latents import latent_codes
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -28,9 +29,10 @@ from .schemas import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
-    ImageFormat,
     ModelsResponse,
+    ReconstructForm,
     ReconstructResponse,
+    VisualiseForm,
     VisualiseResponse,
 )
 from .settings import Settings
@@ -81,17 +83,6 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 health = APIRouter(tags=["health"])
 
 
-async def _uploads(files: list[UploadFile]) -> list[Upload]:
-    """The raw uploads; they are decoded with the rest of their batch, off the event loop."""
-    uploads = []
-    for f in files:
-        data = await f.read()
-        if not data:
-            raise ServiceError(400, "invalid_image", f"the upload {f.filename!r} is empty")
-        uploads.append(Upload(data, f.content_type))
-    return uploads
-
-
 def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None) -> None:
     layers = len(model.layer_shapes)
     if layer > layers:
@@ -123,35 +114,19 @@ def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None
     tags=["models"],
     response_class=Response,
     responses=_images(VisualiseResponse) | _errors(400, 404, 413, 415, 422, 504),
+    openapi_extra=openapi_form(VisualiseForm, "PNG, JPEG or WebP image"),
 )
-async def visualise(
-    request: Request,
-    service: Service,
-    file: Annotated[UploadFile, File(description="PNG, JPEG or WebP image")],
-    layer: Annotated[
-        int, Form(ge=1, description="1-based layer of the feature stack (GET /models lists them)")
-    ],
-    network: Annotated[
-        str, Form(description="alexnet, vgg16 or a classifier checkpoint such as cnn")
-    ] = "alexnet",
-    k: Annotated[int, Form(ge=1, description="Activations to keep")] = 9,
-    channel: Annotated[
-        int | None, Form(ge=0, description="Keep the top-k of this feature map only")
-    ] = None,
-    format: Annotated[
-        ImageFormat,
-        Form(
-            description="png: viewable projection; json: PNG "
-            "plus kept activations; npy: raw float32 (C, H, W)"
-        ),
-    ] = "png",
-) -> Response:
+async def visualise(request: Request, service: Service) -> Response:
     """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
-    model = service.model(network, "visualise")
-    _check_visualise(model, layer, k, channel)
-    (upload,) = await _uploads([file])
-    job = VisualiseJob(upload, format)
-    return await service.run(model, ("visualise", layer, k, channel), job, 1, request)
+    form, uploads = await read_form(request, VisualiseForm)
+    if len(uploads) > 1:
+        raise ServiceError(
+            422, "invalid_parameters", "file: /visualise takes one image per request"
+        )
+    model = service.model(form.network, "visualise")
+    _check_visualise(model, form.layer, form.k, form.channel)
+    key = ("visualise", form.layer, form.k, form.channel)
+    return await service.run(model, key, VisualiseJob(uploads[0], form.format), 1, request)
 
 
 @router.post(
@@ -159,33 +134,21 @@ async def visualise(
     tags=["models"],
     response_class=Response,
     responses=_images(ReconstructResponse, npy=False) | _errors(400, 404, 413, 415, 422, 504),
+    openapi_extra=openapi_form(ReconstructForm, "One or more images (repeat the field)", many=True),
 )
-async def reconstruct(
-    request: Request,
-    service: Service,
-    file: Annotated[list[UploadFile], File(description="One or more images (repeat the field)")],
-    model: Annotated[str, Form(description="An auto-encoder or VAE checkpoint")] = "ae",
-    format: Annotated[
-        Literal["png", "json"],
-        Form(
-            description="png: the reconstruction "
-            "(a grid in input order for several "
-            "files); json: base64 PNGs, and a VAE's "
-            "latent mean and log variance"
-        ),
-    ] = "png",
-) -> Response:
+async def reconstruct(request: Request, service: Service) -> Response:
     """Reconstruct uploaded images with an auto-encoder or a VAE."""
-    served = service.model(model, "reconstruct")
-    if len(file) > service.settings.max_files:
+    form, uploads = await read_form(request, ReconstructForm)
+    served = service.model(form.model, "reconstruct")
+    if len(uploads) > service.settings.max_files:
         raise ServiceError(
             413,
             "payload_too_large",
-            f"{len(file)} files is more than "
+            f"{len(uploads)} files is more than "
             f"UNCONV_MAX_FILES={service.settings.max_files}; send fewer",
         )
-    job = ReconstructJob(await _uploads(file), format)
-    return await service.run(served, ("reconstruct",), job, len(job.uploads), request)
+    job = ReconstructJob(uploads, form.format)
+    return await service.run(served, ("reconstruct",), job, len(uploads), request)
 
 
 @router.post(

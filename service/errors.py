@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("unconv")
@@ -41,8 +42,8 @@ def _location(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def describe_validation_error(exc: RequestValidationError) -> str:
-    """FastAPI's list of errors as one line, e.g. ``layer: Input should be ... 1``."""
+def describe_validation_error(exc: RequestValidationError | ValidationError) -> str:
+    """FastAPI's or pydantic's list of errors as one line, e.g. ``layer: Input should be ...``."""
     return "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 

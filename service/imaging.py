@@ -6,7 +6,10 @@ Everything here is plain, blocking code; the routes run it in a worker thread.
 from __future__ import annotations
 
 import io
+import math
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +43,14 @@ class ImageSpec:
         return (self.channels, self.size, self.size)
 
 
-def open_image(data: bytes, content_type: str | None, max_pixels: int) -> Image.Image:
+def open_image(
+    data: bytes, content_type: str | None, max_pixels: int, shorter_side: int | None = None
+) -> Image.Image:
     """
     Decode an upload, refusing decompression bombs before any pixel is decoded.
+
+    With ``shorter_side``, a large JPEG is decoded at the smallest of 1/2, 1/4 or 1/8 scale
+    that keeps its shorter side at least that long, which is many times faster for photos.
 
     Raises
     ------
@@ -71,6 +79,9 @@ def open_image(data: bytes, content_type: str | None, max_pixels: int) -> Image.
         width, height = image.size
         if width * height > max_pixels:
             raise _too_large(f"a {width}x{height} image", max_pixels)
+        if shorter_side is not None and image.format == "JPEG":
+            scale = shorter_side / min(width, height)
+            image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
         try:
             image.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -100,36 +111,29 @@ def to_input(image: Image.Image, spec: ImageSpec) -> torch.Tensor:
     """A decoded image as a normalised (1, C, size, size) float32 network input."""
     image = image.convert("L" if spec.channels == 1 else "RGB")
     if image.size != (spec.size, spec.size):
-        if spec.resize is None:
-            image = image.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
-        else:
-            image = _centre_crop(
-                image.resize(_shorter_side(image.size, spec.resize), Image.Resampling.BILINEAR),
-                spec.size,
-            )
+        # resampling only the centre box costs less than resizing all and cropping after
+        box = None if spec.resize is None else _centre_box(image.size, spec.resize, spec.size)
+        image = image.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
     array = np.asarray(image, dtype=np.float32).reshape(spec.size, spec.size, spec.channels)
     # (C, H, W) with plain strides: permuted views can make convolutions pick channels-last
     pixels = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) / 255.0)
     return spec.normalisation.normalise(pixels.unsqueeze(0))
 
 
-def _centre_crop(image: Image.Image, size: int) -> Image.Image:
-    width, height = image.size
-    left, top = round((width - size) / 2), round((height - size) / 2)
-    return image.crop((left, top, left + size, top + size))
-
-
-def _shorter_side(size: tuple[int, int], target: int) -> tuple[int, int]:
+def _centre_box(size: tuple[int, int], resize: int, crop: int) -> tuple[float, ...]:
+    """The source box that becomes the centre ``crop`` square once the shorter side is
+    resized to ``resize`` (torchvision's Resize then CenterCrop)."""
     width, height = size
-    scale = target / min(width, height)
-    return max(target, round(width * scale)), max(target, round(height * scale))
+    side = crop * min(width, height) / resize
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
 
 
 def decode_input(
     data: bytes, content_type: str | None, spec: ImageSpec, max_pixels: int
 ) -> torch.Tensor:
     """Upload bytes -> (1, C, size, size) network input; see ``open_image`` for the errors."""
-    return to_input(open_image(data, content_type, max_pixels), spec)
+    return to_input(open_image(data, content_type, max_pixels, spec.resize or spec.size), spec)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -138,12 +142,29 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def encode_png(image: torch.Tensor) -> bytes:
-    """(C, H, W) intensities in [0, 1] -> PNG bytes (grey for one channel, RGB for three)."""
-    array = to_uint8(image)
-    pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    out = io.BytesIO()
-    pil.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
+    """(C, H, W) intensities in [0, 1] -> PNG bytes (grey for one channel, RGB for three).
+
+    Written directly rather than through Pillow: no row filters and zlib level 1 are three
+    times faster on projections and digits with files as small, and zlib releases the GIL.
+    """
+    array = np.ascontiguousarray(to_uint8(image))
+    height, width, channels = array.shape
+    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # filter byte 0: none
+    rows[:, 1:] = array.reshape(height, width * channels)
+    colour_type = {1: 0, 3: 2}[channels]  # greyscale, RGB
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.data, 1)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:

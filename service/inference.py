@@ -9,6 +9,7 @@ image that cannot be decoded fails only its own request: its result is the ``Ser
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -16,18 +17,11 @@ from fastapi.responses import Response
 
 from .encoding import generation_response, reconstruction_response, visualisation_response
 from .errors import ServiceError
+from .forms import Upload
 from .imaging import decode_input
 from .models import Visualisation
 from .models.losses import sample_range
 from .registry import ServedModel
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file, not decoded yet."""
-
-    data: bytes
-    content_type: str | None
 
 
 @dataclass(frozen=True)
@@ -66,15 +60,57 @@ def _sizes(tensors: Sequence[torch.Tensor]) -> list[int]:
     return [len(t) for t in tensors]
 
 
-def _decode_all(jobs: list, decode: Callable) -> tuple[list[int], list[torch.Tensor], dict]:
+class CodecPool:
+    """Maps decoding or encoding over a batch's requests on ``threads`` threads at once.
+
+    Pillow, zlib and tensor ops release the GIL, so a batch of photos decodes and encodes on
+    every core instead of one while the others wait for the next forward pass. The calling
+    thread takes a share of the work itself.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._executor = (
+            ThreadPoolExecutor(threads - 1, thread_name_prefix="unconv-codec")
+            if threads > 1
+            else None
+        )
+
+    def map(self, fn: Callable, items: Sequence) -> list:
+        """``[fn(item) for item in items]``, in order, in contiguous chunks across the threads."""
+        if self._executor is None or len(items) < 2:
+            return [fn(item) for item in items]
+        size = -(-len(items) // self.threads)
+        chunks = [items[i : i + size] for i in range(size, len(items), size)]
+        futures = [self._executor.submit(lambda c=c: [fn(item) for item in c]) for c in chunks]
+        results = [fn(item) for item in items[:size]]
+        for future in futures:
+            results.extend(future.result())
+        return results
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+def _decode_all(
+    jobs: list, decode: Callable, pool: CodecPool
+) -> tuple[list[int], list[torch.Tensor], dict]:
     """Decode every job; returns the indices that worked, their inputs, and the failures."""
-    ok, inputs, failed = [], [], {}
-    for i, job in enumerate(jobs):
+
+    def attempt(job) -> torch.Tensor | ServiceError:
         try:
-            inputs.append(decode(job))
-            ok.append(i)
+            return decode(job)
         except ServiceError as err:
-            failed[i] = err
+            return err
+
+    ok, inputs, failed = [], [], {}
+    for i, result in enumerate(pool.map(attempt, jobs)):
+        if isinstance(result, ServiceError):
+            failed[i] = result
+        else:
+            ok.append(i)
+            inputs.append(result)
     return ok, inputs, failed
 
 
@@ -117,7 +153,7 @@ def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torc
     return list(images.split(_sizes(codes)))
 
 
-def make_predict(model: ServedModel, device: torch.device, max_pixels: int):
+def make_predict(model: ServedModel, device: torch.device, max_pixels: int, pool: CodecPool):
     """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
     operation and the rest are the parameters the whole batch shares; every result is a
     ready HTTP response, or the error of that one request."""
@@ -130,26 +166,28 @@ def make_predict(model: ServedModel, device: torch.device, max_pixels: int):
         operation, *params = key
         if operation == "generate":
             images = generate(model, [job.z for job in jobs], device)
-            return [
-                generation_response(out, job.z, job.seed, model, job.format)
-                for out, job in zip(images, jobs, strict=True)
-            ]
+            return pool.map(
+                lambda pair: generation_response(
+                    pair[0], pair[1].z, pair[1].seed, model, pair[1].format
+                ),
+                list(zip(images, jobs, strict=True)),
+            )
         if operation == "reconstruct":
             ok, inputs, failed = _decode_all(
-                jobs, lambda job: torch.cat([image(u) for u in job.uploads])
+                jobs, lambda job: torch.cat([image(u) for u in job.uploads]), pool
             )
             outputs = reconstruct(model, inputs, device) if inputs else []
-            answers = [
-                reconstruction_response(out, model, jobs[i].format)
-                for i, out in zip(ok, outputs, strict=True)
-            ]
+            answers = pool.map(
+                lambda pair: reconstruction_response(pair[1], model, jobs[pair[0]].format),
+                list(zip(ok, outputs, strict=True)),
+            )
         else:
-            ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload))
+            ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload), pool)
             outputs = visualise(model, inputs, device, *params) if inputs else []
-            answers = [
-                visualisation_response(out, model, *params, jobs[i].format)
-                for i, out in zip(ok, outputs, strict=True)
-            ]
+            answers = pool.map(
+                lambda pair: visualisation_response(pair[1], model, *params, jobs[pair[0]].format),
+                list(zip(ok, outputs, strict=True)),
+            )
         return _in_order(len(jobs), ok, answers, failed)
 
     def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:

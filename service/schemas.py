@@ -20,6 +20,39 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What was wrong and how to fix it")
 
 
+class VisualiseForm(BaseModel):
+    """The form fields of /visualise, next to the image in `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layer: int = Field(
+        ge=1, description="1-based layer of the feature stack (GET /models lists them)"
+    )
+    network: str = Field(
+        "alexnet", description="alexnet, vgg16 or a classifier checkpoint such as cnn"
+    )
+    k: int = Field(9, ge=1, description="Activations to keep")
+    channel: int | None = Field(None, ge=0, description="Keep the top-k of this feature map only")
+    format: ImageFormat = Field(
+        "png",
+        description="png: viewable projection; json: PNG plus kept activations; "
+        "npy: raw float32 (C, H, W)",
+    )
+
+
+class ReconstructForm(BaseModel):
+    """The form fields of /reconstruct, next to the images in `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("ae", description="An auto-encoder or VAE checkpoint")
+    format: Literal["png", "json"] = Field(
+        "png",
+        description="png: the reconstruction (a grid in input order for several files); "
+        "json: base64 PNGs, and a VAE's latent mean and log variance",
+    )
+
+
 class KeptActivation(BaseModel):
     """One activation kept for the projection, at (channel, y, x) of the layer's output."""
 

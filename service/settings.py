@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         [], description="Origins allowed by CORS (comma-separated; * for any)"
     )
     torch_threads: int | None = Field(None, ge=1, description="Threads for CPU inference")
+    codec_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads that decode and encode a batch's images (default: cores, at most 4)",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level"
     )

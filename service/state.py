@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.requests import Request
 
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError
-from .inference import make_predict
+from .inference import CodecPool, make_predict
 from .metrics import Metrics
 from .registry import ServedModel, discover, load
 from .settings import Settings
@@ -38,6 +39,7 @@ class ServiceState:
         self.device = resolve_device(settings.device)
         # one inference thread per device: batches never compete for the same cores or GPU
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unconv-inference")
+        self.codec = CodecPool(settings.codec_threads or min(4, os.cpu_count() or 1))
         self.models: dict[str, ServedModel] = discover(settings)
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
@@ -54,7 +56,7 @@ class ServiceState:
             await loop.run_in_executor(self.executor, load, model, s, self.device)
             if model.available:
                 self.batchers[model.name] = Batcher(
-                    make_predict(model, self.device, s.max_image_pixels),
+                    make_predict(model, self.device, s.max_image_pixels, self.codec),
                     max_batch_size=s.max_batch_size,
                     max_delay_s=s.max_delay_ms / 1000,
                     max_queue=s.max_queue,
@@ -151,6 +153,7 @@ class ServiceState:
             await asyncio.gather(self._loader, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
         self.executor.shutdown(wait=True)
+        self.codec.shutdown()
 
 
 async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:

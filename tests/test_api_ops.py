@@ -169,10 +169,14 @@ async def test_openapi_documents_parameters_and_errors(make_client):
     post = spec["paths"]["/visualise"]["post"]
     assert {"413", "415", "422", "503", "504"} <= set(post["responses"])
     assert "image/png" in post["responses"]["200"]["content"]
-    form = spec["components"]["schemas"][
-        post["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
-    ]
-    assert {"file", "layer", "network", "k", "channel", "format"} <= set(form["properties"])
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"file", "layer", "network", "k", "channel", "format"} == set(form["properties"])
+    assert {"file", "layer"} == set(form["required"])
+    assert form["properties"]["file"]["format"] == "binary"
+    assert form["properties"]["format"]["enum"] == ["png", "json", "npy"]
+    reconstruct = spec["paths"]["/reconstruct"]["post"]["requestBody"]["content"]
+    files = reconstruct["multipart/form-data"]["schema"]["properties"]["file"]
+    assert files["type"] == "array" and files["items"]["format"] == "binary"
     assert (await client.get("/docs")).status_code == 200
 
 

@@ -1,0 +1,167 @@
+"""Multipart form bodies (RFC 7578): the uploaded images and the fields that go with them.
+
+The body is read whole (``BodyLimitMiddleware`` bounds it), so every part is a slice of it.
+Starlette's form parser wraps each file in a spooled temporary file and FastAPI then solves
+each form field as a dependency; together that was a third of the event loop's time per
+request (docs/benchmarks.md). Field values are validated by the pydantic form models of
+``schemas.py``, so errors read as they do for JSON bodies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
+from python_multipart.multipart import parse_options_header
+from starlette.requests import Request
+
+from .errors import ServiceError, describe_validation_error
+
+Fields = TypeVar("Fields", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file, not decoded yet."""
+
+    data: bytes
+    content_type: str | None
+    filename: str | None = None
+
+
+@dataclass
+class Form:
+    fields: dict[str, str]
+    files: dict[str, list[Upload]]
+
+
+async def read_form(
+    request: Request, model: type[Fields], file_field: str = "file"
+) -> tuple[Fields, list[Upload]]:
+    """The validated fields and the uploads in ``file_field`` (at least one, none empty).
+
+    Raises
+    ------
+    ServiceError
+        415 for a body that is not multipart/form-data, 400 for a malformed one or an empty
+        upload, 422 for invalid, unknown or missing fields.
+    """
+    form = parse_form(await request.body(), request.headers.get("content-type"))
+    # an empty input means "not given", as browsers send the empty inputs of a form
+    values = {name: value for name, value in form.fields.items() if value != ""}
+    values.pop(file_field, None)  # a text field in place of the file: reported below
+    try:
+        fields = model.model_validate(values)
+    except ValidationError as err:
+        raise ServiceError(422, "invalid_parameters", describe_validation_error(err)) from None
+    unexpected = sorted(form.files.keys() - {file_field})
+    if unexpected:
+        raise _invalid_parameters(
+            f"{unexpected[0]}: unexpected file; send images in the field '{file_field}'"
+        )
+    uploads = form.files.get(file_field)
+    if not uploads:
+        given = "a text field, not a file" if file_field in form.fields else "Field required"
+        raise _invalid_parameters(f"{file_field}: {given}")
+    for upload in uploads:
+        if not upload.data:
+            raise ServiceError(400, "invalid_image", f"the upload {upload.filename!r} is empty")
+    return fields, uploads
+
+
+def parse_form(body: bytes, content_type: str | None) -> Form:
+    """Split a multipart/form-data ``body`` into text fields and files."""
+    media, params = parse_options_header(content_type or "")
+    if media == b"application/x-www-form-urlencoded":  # fields only; the missing file is named
+        return _urlencoded(body)
+    if media != b"multipart/form-data":
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            "expected a multipart/form-data body with the image in the field 'file', not "
+            f"{media.decode('latin-1') or 'a body without a content type'}",
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise _malformed("the multipart/form-data content type has no boundary")
+    # every delimiter but a first one at the very start follows a line break
+    sections = (b"\r\n" + body).split(b"\r\n--" + boundary)
+    if len(sections) < 2 or not sections[-1].startswith(b"--"):
+        raise _malformed("the closing boundary is missing; the body is truncated")
+    form = Form({}, {})
+    for section in sections[1:-1]:  # the first is the preamble, the last the epilogue
+        _add_part(form, section)
+    return form
+
+
+def _urlencoded(body: bytes) -> Form:
+    form = Form({}, {})
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise _malformed("the form is not UTF-8 text") from None
+    for name, value in pairs:
+        _add_field(form, name, value)
+    return form
+
+
+def _add_field(form: Form, name: str, value: str) -> None:
+    if name in form.fields:
+        raise _invalid_parameters(f"{name}: given more than once")
+    form.fields[name] = value
+
+
+def _add_part(form: Form, section: bytes) -> None:
+    head, blank, data = section.partition(b"\r\n\r\n")
+    if not blank:
+        raise _malformed("a part has no blank line after its headers")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:  # what precedes the first line break is padding
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise _malformed(f"a part has a malformed header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    disposition, params = parse_options_header(headers.get(b"content-disposition", b""))
+    if disposition != b"form-data" or b"name" not in params:
+        raise _malformed('a part lacks the header Content-Disposition: form-data; name="..."')
+    name = params[b"name"].decode("utf-8", "replace")
+    if b"filename" in params:
+        content_type = headers.get(b"content-type")
+        form.files.setdefault(name, []).append(
+            Upload(
+                data,
+                content_type.decode("latin-1") if content_type else None,
+                params[b"filename"].decode("utf-8", "replace"),
+            )
+        )
+        return
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed(f"the field {name!r} is not UTF-8 text") from None
+    _add_field(form, name, value)
+
+
+def _malformed(detail: str) -> ServiceError:
+    return ServiceError(400, "invalid_form", f"malformed form body: {detail}")
+
+
+def _invalid_parameters(detail: str) -> ServiceError:
+    return ServiceError(422, "invalid_parameters", detail)
+
+
+def openapi_form(model: type[BaseModel], files: str, many: bool = False) -> dict:
+    """The OpenAPI ``requestBody`` of a route that reads its form with ``read_form``."""
+    schema = model.model_json_schema()
+    binary = {"type": "string", "format": "binary", "description": files}
+    file = {"type": "array", "items": binary, "description": files} if many else binary
+    schema["properties"] = {"file": file, **schema["properties"]}
+    schema["required"] = ["file", *schema.get("required", [])]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
