@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,27 +23,57 @@ import time
 from pathlib import Path
 
 import torch
+import uvloop
 
+from service.runtime import keep_freed_memory
 from tests.helpers import png_bytes
 
 from . import ceiling
 from .load import Prepared, run_load
 from .report import write_report
-from .server import batch_sizes, free_port, prepare_models, rss_mb, service, wait_ready
+from .server import (
+    batch_sizes,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    prepare_models,
+    rss_mb,
+    service,
+    wait_ready,
+)
 
 CONCURRENCY = (1, 16, 64)
 
 
-def _load(url: str, request: Prepared, concurrency: int, seconds: float) -> dict:
-    result = asyncio.run(run_load(url, request, concurrency, 10**6, seconds))
-    return result.summary()
+def _run(coroutine):
+    """Run the load generator on uvloop: it shares the cores with the server under test."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
-def _scenario(url: str, model: str, request: Prepared, levels, seconds: float) -> list[dict]:
+def _load(url: str, request: Prepared, concurrency: int, seconds: float, server_pid: int) -> dict:
+    """One load, and where the CPU went: server and generator per request, machine busy."""
+    server, client = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF)
+    busy, total = machine_busy_seconds()
+    result = _run(run_load(url, request, concurrency, 10**6, seconds))
+    server = cpu_seconds(server_pid) - server
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    client = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
+    busy_after, total_after = machine_busy_seconds()
+    row = result.summary()
+    row["server_cpu_ms"] = round(server / max(result.requests, 1) * 1000, 3)
+    row["client_cpu_ms"] = round(client / max(result.requests, 1) * 1000, 3)
+    row["cpu_busy"] = f"{(busy_after - busy) / (total_after - total):.0%}"
+    return row
+
+
+def _scenario(
+    url: str, pid: int, model: str, request: Prepared, levels, seconds: float
+) -> list[dict]:
     rows = []
     for concurrency in levels:
         before = batch_sizes(url, model)
-        row = _load(url, request, concurrency, seconds)
+        row = _load(url, request, concurrency, seconds, pid)
         after = batch_sizes(url, model)
         passes = after["forward_passes"] - before["forward_passes"]
         images = (
@@ -73,12 +104,19 @@ def serve_scenarios(env: dict, requests: dict, seconds: float, batching: bool) -
     env = env | ({} if batching else {"UNCONV_MAX_BATCH_SIZE": "1"})
     print(f"service, batching {mode}", flush=True)
     with service(env) as (url, process, ready_s):
+        pid = process.pid
         results = {
             "ready_seconds": round(ready_s, 2),
-            "reconstruct_1": _scenario(url, "ae", requests["reconstruct_1"], CONCURRENCY, seconds),
-            "reconstruct_64": _scenario(url, "ae", requests["reconstruct_64"], (1, 4), seconds),
-            "generate_64": _scenario(url, "vae", requests["generate_64"], (1, 4), seconds),
-            "visualise_5": _scenario(url, "alexnet", requests["visualise_5"], CONCURRENCY, seconds),
+            "reconstruct_1": _scenario(
+                url, pid, "ae", requests["reconstruct_1"], CONCURRENCY, seconds
+            ),
+            "reconstruct_64": _scenario(
+                url, pid, "ae", requests["reconstruct_64"], (1, 4), seconds
+            ),
+            "generate_64": _scenario(url, pid, "vae", requests["generate_64"], (1, 4), seconds),
+            "visualise_5": _scenario(
+                url, pid, "alexnet", requests["visualise_5"], CONCURRENCY, seconds
+            ),
         }
         if batching:
             results["memory"] = memory_growth(url, process.pid, requests["reconstruct_1"])
@@ -88,7 +126,7 @@ def serve_scenarios(env: dict, requests: dict, seconds: float, batching: bool) -
 def memory_growth(url: str, pid: int, request: Prepared, count: int = 10_000) -> dict:
     """RSS before and after ``count`` more requests (the server is warm already)."""
     before, _ = rss_mb(pid)
-    result = asyncio.run(run_load(url, request, 16, count, 120, warmup=0))
+    result = _run(run_load(url, request, 16, count, 120, warmup=0))
     after, peak = rss_mb(pid)
     print(f"  memory: {before:.0f} -> {after:.0f} MB over {result.requests} requests", flush=True)
     return {
@@ -116,7 +154,7 @@ def litserve_scenarios(env: dict, request: Prepared, seconds: float) -> list[dic
         wait_ready(url, process, "/health")
         rows = []
         for concurrency in CONCURRENCY:
-            rows.append(_load(url, request, concurrency, seconds))
+            rows.append(_load(url, request, concurrency, seconds, process.pid))
             print(f"  litserve c={concurrency}: {rows[-1]}", flush=True)
         return rows
     finally:
@@ -147,6 +185,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
+    keep_freed_memory()  # as the service does, so the ceiling is not slowed by page faults
     requests = requests_to_send()
     with tempfile.TemporaryDirectory() as tmp:
         env = prepare_models(Path(tmp))

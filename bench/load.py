@@ -111,11 +111,14 @@ async def run_load(
     latencies: list[float] = []
     errors = sent = 0
 
+    prebuilt = {
+        c: c.build_request(request.method, request.path, content=request.body, headers=headers)
+        for c in clients
+    }
+
     async def send(client: httpx.AsyncClient) -> tuple[float, bool]:
         started = time.perf_counter()
-        response = await client.request(
-            request.method, request.path, content=request.body, headers=headers
-        )
+        response = await client.send(prebuilt[client])
         return (time.perf_counter() - started) * 1000, response.status_code == 200
 
     async def worker(client: httpx.AsyncClient, deadline: float) -> None:

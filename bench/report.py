@@ -89,6 +89,56 @@ def goals(r: dict) -> list[tuple[str, str, bool]]:
     ]
 
 
+def cpu_budget(r: dict) -> list[str]:
+    """Whether a goal fits in the machine's CPU at all: the most requests/s the cores allow at
+    the CPU per request measured (server plus load generator), against what the goal needs."""
+    cores = r["machine"]["cores"]
+    ceil = r["ceiling"]
+    rows = [
+        (
+            "/reconstruct 1 image, c=64 (service)",
+            _at(r["batching_on"]["reconstruct_1"], 64),
+            0.5 * ceil["reconstruct"]["codec"]["images_per_s"],
+        ),
+        ("/reconstruct 1 image, c=64 (LitServe)", _at(r["litserve"], 64), None),
+        (
+            "/visualise layer 5, c=16 (service)",
+            _at(r["batching_on"]["visualise_5"], 16),
+            0.7 * ceil["visualise"]["layer5"]["model"]["images_per_s"],
+        ),
+    ]
+    lines = [
+        "",
+        "## Where the CPU goes",
+        "",
+        "CPU time per request, of the server process (with its threads and children) and of "
+        "the load generator, measured from `/proc` during each load; `cpu_busy` is the whole "
+        f"machine. At that cost the {cores} cores allow at most `cores / (server + generator)` "
+        "requests/s, whatever the design does with latency:",
+        "",
+        "| load | req/s | server ms | generator ms | machine busy | most req/s the cores "
+        "allow | goal needs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row, needed in rows:
+        bound = cores * 1000 / (row["server_cpu_ms"] + row["client_cpu_ms"])
+        lines.append(
+            f"| {name} | {row['requests_per_s']} | {row['server_cpu_ms']} | "
+            f"{row['client_cpu_ms']} | {row['cpu_busy']} | {bound:.0f} | "
+            f"{'' if needed is None else round(needed)} |"
+        )
+    rec = ceil["reconstruct"]["codec"]["images_per_s"]
+    vis = ceil["visualise"]["layer5"]
+    lines += [
+        "",
+        f"For comparison, the plain-PyTorch ceilings spend {cores * 1000 / rec:.2f} ms of CPU "
+        f"per AE image with the codec, {cores * 1000 / vis['model']['images_per_s']:.1f} ms per "
+        f"AlexNet layer-5 image without it and {cores * 1000 / vis['codec']['images_per_s']:.1f}"
+        " ms with it (all cores busy).",
+    ]
+    return lines
+
+
 def write_report(r: dict, path: Path) -> None:
     m = r["machine"]
     columns = [
@@ -99,6 +149,9 @@ def write_report(r: dict, path: Path) -> None:
         "p95_ms",
         "p99_ms",
         "errors",
+        "server_cpu_ms",
+        "client_cpu_ms",
+        "cpu_busy",
         "mean_batch_images",
     ]
     lines = [
@@ -120,6 +173,7 @@ def write_report(r: dict, path: Path) -> None:
         "|---|---|---|",
     ]
     lines += [f"| {g} | {v} | {'yes' if ok else '**no**'} |" for g, v, ok in goals(r)]
+    lines += cpu_budget(r)
     c = r["ceiling"]
     lines += [
         "",
@@ -154,7 +208,7 @@ def write_report(r: dict, path: Path) -> None:
         "## LitServe, same AE and PNG bytes (base64 JSON), max batch 64, 5 ms timeout",
         "",
     ]
-    lines += _table(r["litserve"], columns[:-1])
+    lines += _table(r["litserve"], [c for c in columns if c != "mean_batch_images"])
     mem = r["batching_on"]["memory"]
     lines += [
         "",

@@ -24,6 +24,7 @@ from .latents import latent_codes
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .registry import ServedModel
+from .runtime import keep_freed_memory
 from .schemas import (
     ErrorResponse,
     GenerateRequest,
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        keep_freed_memory()
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         app.state.service = ServiceState(settings, metrics)

@@ -76,14 +76,16 @@ class CodecPool:
             else None
         )
 
-    def map(self, fn: Callable, items: Sequence) -> list:
-        """``[fn(item) for item in items]``, in order, in contiguous chunks across the threads."""
+    def map(self, fn: Callable, *sequences: Sequence) -> list:
+        """``[fn(*args) for args in zip(*sequences)]``, in order, in contiguous chunks across
+        the threads."""
+        items = list(zip(*sequences, strict=True))
         if self._executor is None or len(items) < 2:
-            return [fn(item) for item in items]
+            return [fn(*args) for args in items]
         size = -(-len(items) // self.threads)
         chunks = [items[i : i + size] for i in range(size, len(items), size)]
-        futures = [self._executor.submit(lambda c=c: [fn(item) for item in c]) for c in chunks]
-        results = [fn(item) for item in items[:size]]
+        futures = [self._executor.submit(lambda c=c: [fn(*args) for args in c]) for c in chunks]
+        results = [fn(*args) for args in items[:size]]
         for future in futures:
             results.extend(future.result())
         return results
@@ -167,10 +169,9 @@ def make_predict(model: ServedModel, device: torch.device, max_pixels: int, pool
         if operation == "generate":
             images = generate(model, [job.z for job in jobs], device)
             return pool.map(
-                lambda pair: generation_response(
-                    pair[0], pair[1].z, pair[1].seed, model, pair[1].format
-                ),
-                list(zip(images, jobs, strict=True)),
+                lambda out, job: generation_response(out, job.z, job.seed, model, job.format),
+                images,
+                jobs,
             )
         if operation == "reconstruct":
             ok, inputs, failed = _decode_all(
@@ -178,15 +179,15 @@ def make_predict(model: ServedModel, device: torch.device, max_pixels: int, pool
             )
             outputs = reconstruct(model, inputs, device) if inputs else []
             answers = pool.map(
-                lambda pair: reconstruction_response(pair[1], model, jobs[pair[0]].format),
-                list(zip(ok, outputs, strict=True)),
+                lambda i, out: reconstruction_response(out, model, jobs[i].format), ok, outputs
             )
         else:
             ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload), pool)
             outputs = visualise(model, inputs, device, *params) if inputs else []
             answers = pool.map(
-                lambda pair: visualisation_response(pair[1], model, *params, jobs[pair[0]].format),
-                list(zip(ok, outputs, strict=True)),
+                lambda i, out: visualisation_response(out, model, *params, jobs[i].format),
+                ok,
+                outputs,
             )
         return _in_order(len(jobs), ok, answers, failed)
 

@@ -36,3 +36,13 @@ def test_an_exception_reaches_the_caller():
     with pytest.raises(ValueError, match="broken"):
         pool.map(work, list(range(4)))
     pool.shutdown()
+
+
+def test_map_zips_several_sequences_of_equal_length():
+    pool = CodecPool(2)
+    try:
+        assert pool.map(lambda a, b: a + b, [1, 2, 3], [10, 20, 30]) == [11, 22, 33]
+        with pytest.raises(ValueError):
+            pool.map(lambda a, b: a + b, [1, 2], [10])
+    finally:
+        pool.shutdown()
