@@ -52,18 +52,20 @@ def _run(coroutine):
 
 
 def _load(url: str, request: Prepared, concurrency: int, seconds: float, server_pid: int) -> dict:
-    """One load, and where the CPU went: server and generator per request, machine busy."""
-    server, client = cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF)
-    busy, total = machine_busy_seconds()
-    result = _run(run_load(url, request, concurrency, 10**6, seconds))
-    server = cpu_seconds(server_pid) - server
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    client = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
-    busy_after, total_after = machine_busy_seconds()
+    """One load, and where the CPU went in its measured window: server and generator per
+    request, and how busy the whole machine was."""
+
+    def probe() -> tuple[float, float, tuple[float, float]]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return cpu_seconds(server_pid), own.ru_utime + own.ru_stime, machine_busy_seconds()
+
+    result = _run(run_load(url, request, concurrency, 10**6, seconds, probe=probe))
+    (server0, client0, (busy0, total0)), (server1, client1, (busy1, total1)) = result.probes
+    done = max(result.requests, 1)
     row = result.summary()
-    row["server_cpu_ms"] = round(server / max(result.requests, 1) * 1000, 3)
-    row["client_cpu_ms"] = round(client / max(result.requests, 1) * 1000, 3)
-    row["cpu_busy"] = f"{(busy_after - busy) / (total_after - total):.0%}"
+    row["server_cpu_ms"] = round((server1 - server0) / done * 1000, 3)
+    row["client_cpu_ms"] = round((client1 - client0) / done * 1000, 3)
+    row["cpu_busy"] = f"{(busy1 - busy0) / (total1 - total0):.0%}"
     return row
 
 

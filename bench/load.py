@@ -7,7 +7,9 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -62,6 +64,7 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     images: int
+    probes: tuple[Any, Any] = (None, None)
 
     @property
     def requests_per_s(self) -> float:
@@ -97,16 +100,20 @@ async def run_load(
     max_requests: int,
     max_seconds: float,
     warmup: int = 20,
+    probe: Callable[[], Any] | None = None,
 ) -> LoadResult:
     """Send ``request`` with ``concurrency`` workers until ``max_requests`` or ``max_seconds``.
 
     Every worker has its own single-connection client: one shared pool of many connections
-    costs httpx more CPU than the service spends on a small request.
+    costs httpx more CPU than the service spends on a small request. ``probe`` is called just
+    before and just after the measured window (after warm-up, before the clients close); the
+    result holds both answers.
     """
     headers = {"content-type": request.content_type}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=url, limits=limits, timeout=60) for _ in range(concurrency)
+    clients = [  # plain http on loopback: no TLS context to build per client
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=60, verify=False)
+        for _ in range(concurrency)
     ]
     latencies: list[float] = []
     errors = sent = 0
@@ -135,11 +142,15 @@ async def run_load(
 
     try:
         await asyncio.gather(*(send(c) for c in clients[: max(1, min(warmup, concurrency))]))
+        before = probe() if probe else None
         started = time.perf_counter()
         deadline = started + max_seconds
         await asyncio.gather(*(worker(c, deadline) for c in clients))
         seconds = time.perf_counter() - started
+        after = probe() if probe else None
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
     done = len(latencies)
-    return LoadResult(concurrency, done, errors, seconds, latencies, done * request.images)
+    return LoadResult(
+        concurrency, done, errors, seconds, latencies, done * request.images, (before, after)
+    )
