@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,28 @@ def memory_growth(url: str, pid: int, request: Prepared, count: int = 10_000) ->
     }
 
 
+def paired_latency(env: dict, requests: dict, seconds: float = 1.0, rounds: int = 7) -> dict:
+    """Median p50 at concurrency 1 with batching on and off. Both servers run side by side and
+    the loads alternate, so that drift in the machine's speed (it has neighbours) hits both
+    alike; a difference of a millisecond is smaller than that drift between separate runs."""
+    print("concurrency 1, batching on and off side by side", flush=True)
+    off = env | {"UNCONV_MAX_BATCH_SIZE": "1"}
+    results = {}
+    with service(env) as (on_url, _, _), service(off) as (off_url, _, _):
+        for key in ("reconstruct_1", "visualise_5"):
+            p50 = {"on": [], "off": []}
+            for _ in range(rounds):
+                for mode, url in (("on", on_url), ("off", off_url)):
+                    load = _run(run_load(url, requests[key], 1, 10**6, seconds, warmup=5))
+                    p50[mode].append(load.percentile(50))
+            results[key] = {
+                f"p50_ms_{mode}": round(statistics.median(values), 3)
+                for mode, values in p50.items()
+            }
+            print(f"  {key}: {results[key]}", flush=True)
+    return results
+
+
 def litserve_scenarios(env: dict, request: Prepared, seconds: float) -> list[dict]:
     print("LitServe", flush=True)
     port = free_port()
@@ -204,6 +227,7 @@ def main() -> None:
             "batching_on": serve_scenarios(env, requests, args.seconds, batching=True),
             "batching_off": serve_scenarios(env, requests, args.seconds, batching=False),
             "litserve": litserve_scenarios(env, requests["litserve"], args.seconds),
+            "paired_c1": paired_latency(env, requests),
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
