@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -110,7 +111,7 @@ async def test_async_client_has_the_same_methods(make_client):
 
 
 def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_path):
-    server, url = start_service(checkpoint_dir, UNCONV_MAX_DELAY_MS="300")
+    server, url = start_service(checkpoint_dir, UNCONV_MAX_DELAY_MS="1000")
     try:
         out = tmp_path / "grid.png"
         cli = [sys.executable, "-m", "service.client", "--url", url]
@@ -142,17 +143,16 @@ def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_p
         assert done.returncode == 1 and "404 unknown_model" in done.stderr
         # a request in flight when SIGTERM arrives is still answered
         with httpx.Client(base_url=url, timeout=30) as http:
-            pending = subprocess.Popen(
-                [*cli, "generate", "--n", "2", "-o", str(tmp_path / "late.png")],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+            late = {}
+            pending = threading.Thread(
+                target=lambda: late.update(response=http.post("/generate", json={"n": 2}))
             )
-            time.sleep(0.15)  # inside the 300 ms batching window
+            pending.start()
+            time.sleep(0.3)  # the request waits in the 1 s batching window
             server.send_signal(signal.SIGTERM)
-            _, err = pending.communicate(timeout=30)
-            assert pending.returncode == 0, err
+            pending.join(30)
+            assert late["response"].status_code == 200
+            assert late["response"].headers["content-type"] == "image/png"
             # uvicorn re-raises the signal once its graceful shutdown is done
             assert server.wait(30) in (0, -signal.SIGTERM)
             with pytest.raises(httpx.TransportError):
