@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from service import runtime
 from service.runtime import keep_freed_memory, limit_openmp_spinning
 
 
@@ -23,11 +24,30 @@ def test_the_service_sets_it_before_torch_loads_openmp():
     assert out.stdout.strip() == "20000", out.stderr
 
 
-def test_keeping_freed_memory_leaves_tensors_intact():
-    import torch
+class _FakeLibc:
+    def __init__(self, name):
+        self.calls = _FakeLibc.calls
 
+    def mallopt(self, parameter, value):
+        self.calls.append((parameter, value))
+        return 1
+
+
+def test_large_blocks_stay_on_the_heap_unless_the_user_tuned_malloc(monkeypatch):
+    monkeypatch.setattr(runtime.ctypes, "CDLL", _FakeLibc)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    _FakeLibc.calls = []
     keep_freed_memory()
-    for _ in range(3):  # large blocks freed and reused from the heap
-        x = torch.full((64, 64, 28, 28), 2.0)
-        assert float((x * x).sum()) == 4.0 * x.numel()
-        del x
+    assert _FakeLibc.calls == [(-3, 32 << 20), (-1, 256 << 20)]  # M_MMAP_, M_TRIM_THRESHOLD
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    _FakeLibc.calls = []
+    keep_freed_memory()
+    assert _FakeLibc.calls == []
+
+
+def test_a_libc_without_mallopt_is_left_alone(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: object())
+    keep_freed_memory()  # no AttributeError
