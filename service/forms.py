@@ -3,7 +3,7 @@
 The body is read whole (``BodyLimitMiddleware`` bounds it), so every part is a slice of it.
 Starlette's form parser wraps each file in a spooled temporary file and FastAPI then solves
 each form field as a dependency; together that was a third of the event loop's time per
-request (docs/benchmarks.md). Field values are validated by the pydantic form models of
+request (docs/performance.md). Field values are validated by the pydantic form models of
 ``schemas.py``, so errors read as they do for JSON bodies.
 """
 
