@@ -4,13 +4,15 @@ The batcher knows nothing of HTTP or of any endpoint. A request is a *payload* o
 (images) under a *key*; requests that share a key can share a forward pass. One worker task per
 batcher takes the oldest waiting request, adds every other waiting request with the same key
 until ``max_batch_size`` items, optionally waits up to ``max_delay_s`` for more, and runs
-``predict(key, payloads)`` in an executor thread, off the event loop. While it runs, new requests
-queue up, so batches grow with load and a lone request never waits for company.
+``predict(key, payloads)`` in an executor thread, off the event loop. Up to ``concurrency``
+batches run at once; while they do, new requests queue up, so batches grow with load and a lone
+request never waits for company.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Predict = Callable[[Hashable, list[Any]], Sequence[Any]]
+
+log = logging.getLogger("unconv")
 
 
 class QueueFull(Exception):
@@ -96,7 +100,10 @@ class Batcher:
     max_queue : int
         Most items waiting; ``submit`` raises ``QueueFull`` beyond it.
     executor : Executor
-        Where ``predict`` runs; one thread per device keeps models from fighting over it.
+        Where ``predict`` runs.
+    concurrency : int, optional
+        Most batches running at once. A batch is taken only when one may start, so the
+        requests that arrive meanwhile join it.
     observer : BatchObserver, optional
         Receives batch sizes, queue waits and queue depth.
     """
@@ -109,6 +116,7 @@ class Batcher:
         max_delay_s: float,
         max_queue: int,
         executor: Executor,
+        concurrency: int = 1,
         observer: BatchObserver | None = None,
     ):
         self.predict = predict
@@ -122,6 +130,8 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task] = set()
 
     @property
     def waiting(self) -> int:
@@ -181,16 +191,33 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
+            await self._slots.acquire()
+            batch = await self._next_batch()
+            if batch is None:
+                break
+            task = asyncio.create_task(self._execute(batch), name="batch")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        await asyncio.gather(*self._running)  # closing: answer what is running
+
+    async def _next_batch(self) -> list[_Request] | None:
+        """The next batch to run; None once closing and nothing is left."""
+        while True:
             await self._wakeup.wait()
             batch = self._take()
-            if not batch:
-                self._wakeup.clear()
-                if self._closing:
-                    return
-                continue
-            if self.max_delay_s > 0 and self._items(batch) < self.max_batch_size:
-                batch = await self._fill(batch)
-            await self._execute(batch)
+            if batch:
+                if self.max_delay_s > 0 and self._items(batch) < self.max_batch_size:
+                    batch = await self._fill(batch)
+                return batch
+            self._wakeup.clear()
+            if self._closing:
+                return None
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a batch failed outside predict", exc_info=task.exception())
 
     def _items(self, batch: list[_Request]) -> int:
         return sum(r.size for r in batch)

@@ -8,8 +8,10 @@ image that cannot be decoded fails only its own request: its result is the ``Ser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +97,34 @@ class CodecPool:
             self._executor.shutdown(wait=True)
 
 
+class ThreadShare:
+    """Divides the CPU threads of forward passes among the batches that run at once.
+
+    A batch that starts alone gets every thread, for the lowest latency at low load; one that
+    starts while others run gets its share, so that the OpenMP threads of several batches do
+    not outnumber the cores, where each parallel op waits for a partner that was preempted.
+    The count is set per inference thread: each one's OpenMP team is its own.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.running = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self) -> Iterator[int]:
+        """Run one batch in the calling thread; yields its number of threads."""
+        with self._lock:
+            self.running += 1
+            share = max(1, self.threads // self.running)
+        torch.set_num_threads(share)
+        try:
+            yield share
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
 def _decode_all(
     jobs: list, decode: Callable, pool: CodecPool
 ) -> tuple[list[int], list[torch.Tensor], dict]:
@@ -155,10 +185,17 @@ def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torc
     return list(images.split(_sizes(codes)))
 
 
-def make_predict(model: ServedModel, device: torch.device, max_pixels: int, pool: CodecPool):
+def make_predict(
+    model: ServedModel,
+    device: torch.device,
+    max_pixels: int,
+    pool: CodecPool,
+    threads: ThreadShare | None = None,
+):
     """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
     operation and the rest are the parameters the whole batch shares; every result is a
     ready HTTP response, or the error of that one request."""
+    threads = threads or ThreadShare(torch.get_num_threads())
     spec = model.image_spec
 
     def image(upload: Upload) -> torch.Tensor:
@@ -193,7 +230,7 @@ def make_predict(model: ServedModel, device: torch.device, max_pixels: int, pool
 
     def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         try:
-            with torch.inference_mode():
+            with threads(), torch.inference_mode():
                 return run(key, jobs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="How long a batch that is not full waits for more requests; 0 never waits "
         "(requests arriving during a forward pass form the next batch)",
     )
+    concurrent_batches: int = Field(
+        2,
+        ge=1,
+        description="Batches of one model that run at once; while one runs its forward pass, "
+        "another decodes or encodes its images, and they share the CPU threads",
+    )
     max_queue: int = Field(1024, ge=1, description="Most items waiting per model; then 503")
     request_timeout_s: float = Field(30.0, gt=0, description="Deadline per request; then 504")
     max_upload_bytes: int = Field(
@@ -51,7 +57,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="Origins allowed by CORS (comma-separated; * for any)"
     )
-    torch_threads: int | None = Field(None, ge=1, description="Threads for CPU inference")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for forward passes, shared by the batches running at once "
+        "(default: PyTorch's, one per core)",
+    )
     codec_threads: int | None = Field(
         None,
         ge=1,

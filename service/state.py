@@ -14,9 +14,10 @@ from starlette.requests import Request
 
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError
-from .inference import CodecPool, make_predict
+from .inference import CodecPool, ThreadShare, make_predict
 from .metrics import Metrics
 from .registry import ServedModel, discover, load
+from .runtime import freeze_loaded_objects, unfreeze_objects
 from .settings import Settings
 
 log = logging.getLogger("unconv")
@@ -37,9 +38,13 @@ class ServiceState:
         self.settings = settings
         self.metrics = metrics
         self.device = resolve_device(settings.device)
-        # one inference thread per device: batches never compete for the same cores or GPU
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unconv-inference")
+        # a thread per batch that may run at once: while one batch runs its forward pass,
+        # the next decodes its images, and the CPU threads are shared between them
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.concurrent_batches, thread_name_prefix="unconv-inference"
+        )
         self.codec = CodecPool(settings.codec_threads or min(4, os.cpu_count() or 1))
+        self.threads = ThreadShare(settings.torch_threads or torch.get_num_threads())
         self.models: dict[str, ServedModel] = discover(settings)
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
@@ -56,14 +61,16 @@ class ServiceState:
             await loop.run_in_executor(self.executor, load, model, s, self.device)
             if model.available:
                 self.batchers[model.name] = Batcher(
-                    make_predict(model, self.device, s.max_image_pixels, self.codec),
+                    make_predict(model, self.device, s.max_image_pixels, self.codec, self.threads),
                     max_batch_size=s.max_batch_size,
                     max_delay_s=s.max_delay_ms / 1000,
                     max_queue=s.max_queue,
                     executor=self.executor,
+                    concurrency=s.concurrent_batches,
                     observer=self.metrics.observer(model.name),
                 )
                 self.batchers[model.name].start()
+        freeze_loaded_objects()
         self.ready = True
         loaded = sum(m.available for m in self.models.values())
         log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
@@ -154,6 +161,7 @@ class ServiceState:
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
         self.executor.shutdown(wait=True)
         self.codec.shutdown()
+        unfreeze_objects()
 
 
 async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:

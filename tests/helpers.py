@@ -23,7 +23,7 @@ def png_bytes(size=(28, 28), mode="L", seed=0, fmt="PNG") -> bytes:
 
 
 class ExecutorGate:
-    """Blocks a service's inference thread until released, to hold requests in the queue.
+    """Blocks a service's inference threads until released, to hold requests in the queue.
 
     Every gate is released when its test ends (see conftest), so a failing test cannot leave
     an inference thread blocked and the app's shutdown waiting for it.
@@ -33,7 +33,8 @@ class ExecutorGate:
 
     def __init__(self, app):
         self.event = threading.Event()
-        app.state.service.executor.submit(self.event.wait)
+        for _ in range(app.state.settings.concurrent_batches):
+            app.state.service.executor.submit(self.event.wait)
         ExecutorGate.opened.append(self)
 
     @classmethod

@@ -64,7 +64,7 @@ async def test_reconstruct_counts_images_not_requests(make_client):
 
 
 async def test_full_queue_answers_503_with_retry_after(make_client):
-    client, app = await make_client(max_queue=1)
+    client, app = await make_client(max_queue=1, concurrent_batches=1)
     gate = ExecutorGate(app)
     waiting = []
     for _ in range(2):  # the first is taken into a batch held at the gate, the second waits

@@ -71,6 +71,14 @@ async def test_api_key_guards_everything_but_health(make_client):
         assert (await client.get(path)).status_code == 200
 
 
+async def test_the_docs_ask_for_a_key_only_when_one_is_set(make_client):
+    for key, expected in ((None, None), ("s3cret", [{"APIKeyHeader": []}])):
+        client, _ = await make_client(api_key=key)
+        schema = (await client.get("/openapi.json")).json()
+        assert schema["paths"]["/reconstruct"]["post"].get("security") == expected
+        assert schema["paths"]["/healthz"]["get"].get("security") is None
+
+
 async def test_cors_allows_configured_origins(make_client):
     client, _ = await make_client(cors_origins=["https://app.example"])
     r = await client.options(

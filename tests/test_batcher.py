@@ -205,3 +205,63 @@ async def test_observer_sees_batches_waits_and_depth(executor):
     await batcher.close()
     assert seen["batch"] == [(5, 2)] and seen["wait"] == 2
     assert max(seen["depth"]) == 5 and seen["depth"][-1] == 0
+
+
+class Overlap:
+    """A predict that records how many of its calls run at the same time."""
+
+    def __init__(self):
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, key, payloads):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        threading.Event().wait(0.05)
+        with self.lock:
+            self.running -= 1
+        return payloads
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+async def test_at_most_concurrency_batches_run_at_once(concurrency):
+    predict = Overlap()
+    with ThreadPoolExecutor(4) as pool:
+        batcher = make(pool, predict, max_batch_size=1, concurrency=concurrency)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(6)))
+        await batcher.close()
+    assert results == list(range(6))
+    assert predict.most == concurrency
+
+
+async def test_a_batch_is_taken_only_when_it_can_start():
+    predict = Recorder()
+    predict.gate.clear()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = make(pool, predict, concurrency=2)
+        first = []
+        for i in (1, 2):  # each runs as a batch of its own, held at the gate
+            first.append(asyncio.ensure_future(batcher.submit(i)))
+            await asyncio.sleep(0.05)
+        later = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4, 5)]
+        await asyncio.sleep(0.05)
+        predict.gate.set()
+        assert await asyncio.gather(*first, *later) == [2, 4, 6, 8, 10]
+        await batcher.close()
+    assert sorted(predict.calls) == [(None, [1]), (None, [2]), (None, [3, 4, 5])]
+
+
+async def test_close_waits_for_every_running_batch():
+    predict = Recorder()
+    predict.gate.clear()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = make(pool, predict, max_batch_size=1, concurrency=2)
+        accepted = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        predict.gate.set()
+        await closing
+        assert [a.result() for a in accepted] == [0, 2, 4]

@@ -1,11 +1,14 @@
-"""The codec pool that decodes and encodes a batch (service/inference.py)."""
+"""The codec pool that decodes and encodes a batch, and the threads a batch gets
+(service/inference.py)."""
 
 import threading
 import time
 
 import pytest
+import torch
 
-from service.inference import CodecPool
+from service import inference
+from service.inference import CodecPool, ThreadShare
 
 
 @pytest.mark.parametrize("threads, items", [(1, 10), (3, 10), (4, 2), (4, 1), (2, 0)])
@@ -46,3 +49,32 @@ def test_map_zips_several_sequences_of_equal_length():
             pool.map(lambda a, b: a + b, [1, 2], [10])
     finally:
         pool.shutdown()
+
+
+def test_a_lone_batch_gets_every_thread_and_concurrent_ones_a_share(monkeypatch):
+    monkeypatch.setattr(inference.torch, "set_num_threads", lambda n: None)
+    share = ThreadShare(4)
+    with share() as first:
+        with share() as second, share() as third:
+            assert (first, second, third) == (4, 2, 1)
+            assert share.running == 3
+        with share() as again:
+            assert again == 2
+    assert share.running == 0
+    with share() as alone:
+        assert alone == 4
+
+
+def test_the_share_is_set_for_the_calling_thread_only():
+    before = torch.get_num_threads()
+    seen = []
+
+    def batch():
+        with ThreadShare(before + 1)():
+            seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    worker.join()
+    assert seen == [before + 1]
+    assert torch.get_num_threads() == before  # OpenMP's count is per thread

@@ -1,11 +1,17 @@
 """Process-wide tuning (service/runtime.py)."""
 
+import gc
 import os
 import subprocess
 import sys
 
 from service import runtime
-from service.runtime import keep_freed_memory, limit_openmp_spinning
+from service.runtime import (
+    freeze_loaded_objects,
+    keep_freed_memory,
+    limit_openmp_spinning,
+    unfreeze_objects,
+)
 
 
 def test_openmp_spinning_is_limited_unless_the_user_set_it(monkeypatch):
@@ -51,3 +57,23 @@ def test_a_libc_without_mallopt_is_left_alone(monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: object())
     keep_freed_memory()  # no AttributeError
+
+
+def test_freezing_leaves_the_objects_alive_now_out_of_collections():
+    try:
+        freeze_loaded_objects()
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # at least the modules imported so far
+        garbage = [[] for _ in range(100)]
+        assert gc.get_freeze_count() == frozen  # later objects are collected as before
+        del garbage
+    finally:
+        unfreeze_objects()
+    assert gc.get_freeze_count() == 0
+
+
+async def test_the_service_freezes_once_ready_and_unfreezes_when_it_stops(make_client):
+    _, app = await make_client()
+    assert app.state.service.ready and gc.get_freeze_count() > 0
+    await app.state.service.close()
+    assert gc.get_freeze_count() == 0
