@@ -103,7 +103,9 @@ class Batcher:
         Where ``predict`` runs.
     concurrency : int, optional
         Most batches running at once. A batch is taken only when one may start, so the
-        requests that arrive meanwhile join it.
+        requests that arrive meanwhile join it, and takes at most its share of the waiting
+        items (``1 / concurrency``), so that a burst is spread over several batches instead
+        of running as one while the others take the stragglers one by one.
     observer : BatchObserver, optional
         Receives batch sizes, queue waits and queue depth.
     """
@@ -130,6 +132,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._worker: asyncio.Task | None = None
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task] = set()
 
@@ -204,7 +207,8 @@ class Batcher:
         """The next batch to run; None once closing and nothing is left."""
         while True:
             await self._wakeup.wait()
-            batch = self._take()
+            share = max(1, -(-self._waiting // self.concurrency))
+            batch = self._take(min(self.max_batch_size, share))
             if batch:
                 if self.max_delay_s > 0 and self._items(batch) < self.max_batch_size:
                     batch = await self._fill(batch)
@@ -222,21 +226,17 @@ class Batcher:
     def _items(self, batch: list[_Request]) -> int:
         return sum(r.size for r in batch)
 
-    def _take(self, max_items: int | None = None) -> list[_Request]:
-        batch = take_batch(self._queue, max_items or self.max_batch_size)
+    def _take(self, max_items: int) -> list[_Request]:
+        batch = take_batch(self._queue, max_items)
         self._waiting = sum(r.size for r in self._queue if not r.dropped)
         self.observer.depth(self._waiting)
         return batch
 
     async def _fill(self, batch: list[_Request]) -> list[_Request]:
-        """Wait up to ``max_delay_s`` for more requests with the batch's key."""
+        """Add the waiting requests with the batch's key (beyond its share: a delay asks for
+        full batches), then wait up to ``max_delay_s`` for more."""
         deadline = time.perf_counter() + self.max_delay_s
-        while (left := deadline - time.perf_counter()) > 0:
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), left)
-            except TimeoutError:
-                break
+        while True:
             same_key = deque(r for r in self._queue if r.key == batch[0].key and not r.dropped)
             room = self.max_batch_size - self._items(batch)
             more = take_batch(same_key, room) if same_key and same_key[0].size <= room else []
@@ -244,7 +244,13 @@ class Batcher:
                 self._queue.remove(request)
             batch += more
             self._waiting = sum(r.size for r in self._queue if not r.dropped)
-            if self._items(batch) >= self.max_batch_size:
+            left = deadline - time.perf_counter()
+            if self._items(batch) >= self.max_batch_size or left <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
                 break
         self._wakeup.set()  # whatever is left gets looked at next
         return batch

@@ -146,6 +146,8 @@ def encode_png(image: torch.Tensor) -> bytes:
 
     Written directly rather than through Pillow: no row filters and zlib level 1 are three
     times faster on projections and digits with files as small, and zlib releases the GIL.
+    Run-length matching only (``Z_RLE``) halves the time again on projections, whose files it
+    also makes smaller, and costs digit grids 5-8% in size (docs/performance.md).
     """
     array = np.ascontiguousarray(to_uint8(image))
     height, width, channels = array.shape
@@ -157,10 +159,15 @@ def encode_png(image: torch.Tensor) -> bytes:
         (
             b"\x89PNG\r\n\x1a\n",
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows.data, 1)),
+            _png_chunk(b"IDAT", _deflate(rows.data)),
             _png_chunk(b"IEND", b""),
         )
     )
+
+
+def _deflate(data) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return compressor.compress(data) + compressor.flush()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

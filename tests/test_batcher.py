@@ -244,12 +244,46 @@ async def test_a_batch_is_taken_only_when_it_can_start():
         for i in (1, 2):  # each runs as a batch of its own, held at the gate
             first.append(asyncio.ensure_future(batcher.submit(i)))
             await asyncio.sleep(0.05)
-        later = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4, 5)]
+        later = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4, 5, 6)]
         await asyncio.sleep(0.05)
         predict.gate.set()
-        assert await asyncio.gather(*first, *later) == [2, 4, 6, 8, 10]
+        assert await asyncio.gather(*first, *later) == [2, 4, 6, 8, 10, 12]
         await batcher.close()
-    assert sorted(predict.calls) == [(None, [1]), (None, [2]), (None, [3, 4, 5])]
+    # the first batch to start after the gate takes its half of the four that waited
+    assert sorted(predict.calls) == [
+        (None, [1]),
+        (None, [2]),
+        (None, [3, 4]),
+        (None, [5]),
+        (None, [6]),
+    ]
+
+
+async def test_a_burst_is_shared_out_and_one_batch_still_takes_all_when_alone():
+    predict = Recorder()
+    predict.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        batcher = make(pool, predict, max_batch_size=64, concurrency=3)
+        held = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        burst = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 8)]
+        await asyncio.sleep(0.05)
+        predict.gate.set()
+        await asyncio.gather(held, *burst)
+        # the two free slots take a third of the 7, then half of the 4 left; the rest wait
+        assert sorted(len(p) for _, p in predict.calls) == [1, 1, 1, 2, 3]
+        single = make(pool, predict, max_batch_size=64)
+        predict.calls.clear()
+        predict.gate.clear()
+        held = asyncio.ensure_future(single.submit(0))
+        await asyncio.sleep(0.05)
+        burst = [asyncio.ensure_future(single.submit(i)) for i in range(1, 8)]
+        await asyncio.sleep(0.05)
+        predict.gate.set()
+        await asyncio.gather(held, *burst)
+        assert [len(p) for _, p in predict.calls] == [1, 7]
+        await batcher.close()
+        await single.close()
 
 
 async def test_close_waits_for_every_running_batch():
