@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     concurrent_batches: int = Field(
         2,
         ge=1,
-        description="Batches of one model that run at once; while one runs its forward pass, "
-        "another decodes or encodes its images, and they share the CPU threads",
+        description="Batches that run at once, an inference thread each; while one runs its "
+        "forward pass, another decodes or encodes its images, and they share the CPU threads",
     )
     max_queue: int = Field(1024, ge=1, description="Most items waiting per model; then 503")
     request_timeout_s: float = Field(30.0, gt=0, description="Deadline per request; then 504")
