@@ -67,13 +67,16 @@ class CodecPool:
 
     Pillow, zlib and tensor ops release the GIL, so a batch of photos decodes and encodes on
     every core instead of one while the others wait for the next forward pass. The calling
-    thread takes a share of the work itself.
+    thread takes a share of the work itself. Each image's tensor ops run on one thread
+    (``single_threaded``).
     """
 
     def __init__(self, threads: int):
         self.threads = threads
         self._executor = (
-            ThreadPoolExecutor(threads - 1, thread_name_prefix="unconv-codec")
+            ThreadPoolExecutor(
+                threads - 1, thread_name_prefix="unconv-codec", initializer=single_threaded
+            )
             if threads > 1
             else None
         )
@@ -97,13 +100,24 @@ class CodecPool:
             self._executor.shutdown(wait=True)
 
 
-class ThreadShare:
-    """Divides the CPU threads of forward passes among the batches that run at once.
+def single_threaded() -> None:
+    """Run the calling thread's tensor ops on one thread: the initializer of the inference and
+    codec threads. Decoding and encoding make small tensor ops between long stretches of Pillow
+    and zlib, and after each op an OpenMP partner thread spins, waiting for the next one: with
+    two threads a 320x240 JPEG cost 2.9 ms of CPU to decode instead of 1.4 (docs/performance.md).
+    """
+    torch.set_num_threads(1)
 
-    A batch that starts alone gets every thread, for the lowest latency at low load; one that
-    starts while others run gets its share, so that the OpenMP threads of several batches do
-    not outnumber the cores, where each parallel op waits for a partner that was preempted.
-    The count is set per inference thread: each one's OpenMP team is its own.
+
+class ThreadShare:
+    """Divides the CPU threads among the batches that run at once.
+
+    A batch counts from its start to its end; its forward pass gets the threads divided by the
+    batches running as it starts: all of them when it runs alone, for the lowest latency at low
+    load, and a share when others run, so that the OpenMP threads of several passes do not
+    outnumber the cores, where each parallel op waits for a partner that was preempted. The
+    count is set for the calling thread only (each one's OpenMP team is its own) and put back
+    after the pass.
     """
 
     def __init__(self, threads: int):
@@ -112,17 +126,26 @@ class ThreadShare:
         self._lock = threading.Lock()
 
     @contextmanager
-    def __call__(self) -> Iterator[int]:
-        """Run one batch in the calling thread; yields its number of threads."""
+    def batch(self) -> Iterator[None]:
+        """Count one batch as running while the block runs."""
         with self._lock:
             self.running += 1
-            share = max(1, self.threads // self.running)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    @contextmanager
+    def forward(self) -> Iterator[int]:
+        """Run a forward pass in the calling thread on its share; yields the share."""
+        share = max(1, self.threads // max(1, self.running))
+        before = torch.get_num_threads()
         torch.set_num_threads(share)
         try:
             yield share
         finally:
-            with self._lock:
-                self.running -= 1
+            torch.set_num_threads(before)
 
 
 def _decode_all(
@@ -204,7 +227,8 @@ def make_predict(
     def run(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         operation, *params = key
         if operation == "generate":
-            images = generate(model, [job.z for job in jobs], device)
+            with threads.forward():
+                images = generate(model, [job.z for job in jobs], device)
             return pool.map(
                 lambda out, job: generation_response(out, job.z, job.seed, model, job.format),
                 images,
@@ -214,13 +238,15 @@ def make_predict(
             ok, inputs, failed = _decode_all(
                 jobs, lambda job: torch.cat([image(u) for u in job.uploads]), pool
             )
-            outputs = reconstruct(model, inputs, device) if inputs else []
+            with threads.forward():
+                outputs = reconstruct(model, inputs, device) if inputs else []
             answers = pool.map(
                 lambda i, out: reconstruction_response(out, model, jobs[i].format), ok, outputs
             )
         else:
             ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload), pool)
-            outputs = visualise(model, inputs, device, *params) if inputs else []
+            with threads.forward():
+                outputs = visualise(model, inputs, device, *params) if inputs else []
             answers = pool.map(
                 lambda i, out: visualisation_response(out, model, *params, jobs[i].format),
                 ok,
@@ -230,7 +256,7 @@ def make_predict(
 
     def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         try:
-            with threads(), torch.inference_mode():
+            with threads.batch(), torch.inference_mode():
                 return run(key, jobs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError
-from .inference import CodecPool, ThreadShare, make_predict
+from .inference import CodecPool, ThreadShare, make_predict, single_threaded
 from .metrics import Metrics
 from .registry import ServedModel, discover, load
 from .runtime import freeze_loaded_objects, unfreeze_objects
@@ -39,9 +39,11 @@ class ServiceState:
         self.metrics = metrics
         self.device = resolve_device(settings.device)
         # a thread per batch that may run at once: while one batch runs its forward pass,
-        # the next decodes its images, and the CPU threads are shared between them
+        # the next decodes its images, and the CPU threads are shared between the passes
         self.executor = ThreadPoolExecutor(
-            max_workers=settings.concurrent_batches, thread_name_prefix="unconv-inference"
+            max_workers=settings.concurrent_batches,
+            thread_name_prefix="unconv-inference",
+            initializer=single_threaded,
         )
         self.codec = CodecPool(settings.codec_threads or min(4, os.cpu_count() or 1))
         self.threads = ThreadShare(settings.torch_threads or torch.get_num_threads())

@@ -52,29 +52,42 @@ def test_map_zips_several_sequences_of_equal_length():
 
 
 def test_a_lone_batch_gets_every_thread_and_concurrent_ones_a_share(monkeypatch):
-    monkeypatch.setattr(inference.torch, "set_num_threads", lambda n: None)
+    counts = []
+    monkeypatch.setattr(inference.torch, "set_num_threads", counts.append)
     share = ThreadShare(4)
-    with share() as first:
-        with share() as second, share() as third:
-            assert (first, second, third) == (4, 2, 1)
-            assert share.running == 3
-        with share() as again:
-            assert again == 2
+    with share.batch():
+        with share.forward() as alone:
+            assert alone == 4 and counts[-1] == 4
+        with share.batch(), share.batch(), share.forward() as third:
+            assert third == 1 and share.running == 3
+        with share.batch(), share.forward() as second:
+            assert second == 2
     assert share.running == 0
-    with share() as alone:
-        assert alone == 4
+    with share.forward() as outside_any_batch:
+        assert outside_any_batch == 4
 
 
-def test_the_share_is_set_for_the_calling_thread_only():
+def test_the_share_is_set_for_the_calling_thread_only_and_put_back():
     before = torch.get_num_threads()
     seen = []
 
     def batch():
-        with ThreadShare(before + 1)():
-            seen.append(torch.get_num_threads())
+        own = torch.get_num_threads()
+        share = ThreadShare(own + before)
+        with share.batch(), share.forward():
+            seen.append(torch.get_num_threads() - own)
+        seen.append(torch.get_num_threads() - own)
 
     worker = threading.Thread(target=batch)
     worker.start()
     worker.join()
-    assert seen == [before + 1]
+    assert seen == [before, 0]
     assert torch.get_num_threads() == before  # OpenMP's count is per thread
+
+
+async def test_inference_and_codec_threads_run_tensor_ops_on_one_thread(make_client):
+    _, app = await make_client()
+    service = app.state.service
+    assert service.executor.submit(torch.get_num_threads).result() == 1
+    # the codec pool's own threads; the caller (an inference thread) does the first item
+    assert service.codec.map(lambda _: torch.get_num_threads(), [0, 1])[1:] == [1]
