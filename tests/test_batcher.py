@@ -259,31 +259,27 @@ async def test_a_batch_is_taken_only_when_it_can_start():
     ]
 
 
-async def test_a_burst_is_shared_out_and_one_batch_still_takes_all_when_alone():
+@pytest.mark.parametrize(
+    "concurrency, sizes",
+    [
+        # the two free slots take a third of the 7, then half of the 4 left; the rest wait
+        (3, [1, 1, 1, 2, 3]),
+        (1, [1, 7]),  # one batch at a time takes everything that waits
+    ],
+)
+async def test_a_burst_is_shared_out_between_the_batches(concurrency, sizes):
     predict = Recorder()
     predict.gate.clear()
     with ThreadPoolExecutor(3) as pool:
-        batcher = make(pool, predict, max_batch_size=64, concurrency=3)
+        batcher = make(pool, predict, max_batch_size=64, concurrency=concurrency)
         held = asyncio.ensure_future(batcher.submit(0))
         await asyncio.sleep(0.05)
         burst = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 8)]
         await asyncio.sleep(0.05)
         predict.gate.set()
         await asyncio.gather(held, *burst)
-        # the two free slots take a third of the 7, then half of the 4 left; the rest wait
-        assert sorted(len(p) for _, p in predict.calls) == [1, 1, 1, 2, 3]
-        single = make(pool, predict, max_batch_size=64)
-        predict.calls.clear()
-        predict.gate.clear()
-        held = asyncio.ensure_future(single.submit(0))
-        await asyncio.sleep(0.05)
-        burst = [asyncio.ensure_future(single.submit(i)) for i in range(1, 8)]
-        await asyncio.sleep(0.05)
-        predict.gate.set()
-        await asyncio.gather(held, *burst)
-        assert [len(p) for _, p in predict.calls] == [1, 7]
         await batcher.close()
-        await single.close()
+    assert sorted(len(p) for _, p in predict.calls) == sizes
 
 
 async def test_close_waits_for_every_running_batch():
