@@ -1,4 +1,4 @@
-"""What the batcher runs: decode -> predict -> encode for a whole batch, in the inference thread.
+"""What the batcher runs: decode -> predict -> encode for a whole batch, in an inference thread.
 
 Each job is one request: raw uploads (or latent codes) and the output format. A batch decodes
 all its images, runs one forward pass on the model's device under ``torch.inference_mode()`` and
