@@ -228,9 +228,12 @@ class Batcher:
 
     def _take(self, max_items: int) -> list[_Request]:
         batch = take_batch(self._queue, max_items)
+        self._recount()
+        return batch
+
+    def _recount(self) -> None:
         self._waiting = sum(r.size for r in self._queue if not r.dropped)
         self.observer.depth(self._waiting)
-        return batch
 
     async def _fill(self, batch: list[_Request]) -> list[_Request]:
         """Add the waiting requests with the batch's key (beyond its share: a delay asks for
@@ -243,7 +246,7 @@ class Batcher:
             for request in more:
                 self._queue.remove(request)
             batch += more
-            self._waiting = sum(r.size for r in self._queue if not r.dropped)
+            self._recount()
             left = deadline - time.perf_counter()
             if self._items(batch) >= self.max_batch_size or left <= 0:
                 break
