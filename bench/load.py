@@ -26,8 +26,14 @@ class Prepared:
 
     @classmethod
     def multipart(
-        cls, path: str, files: list[bytes], fields: dict[str, str], images: int | None = None
+        cls,
+        path: str,
+        files: list[bytes],
+        fields: dict[str, str],
+        images: int | None = None,
+        jpeg: bool = False,
     ) -> Prepared:
+        kind = "jpeg" if jpeg else "png"
         boundary = uuid.uuid4().hex
         parts = []
         for name, value in fields.items():
@@ -38,7 +44,7 @@ class Prepared:
         for i, data in enumerate(files):
             parts.append(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                f'filename="{i}.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
+                f'filename="{i}.{kind}"\r\nContent-Type: image/{kind}\r\n\r\n'.encode()
                 + data
                 + b"\r\n"
             )

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .__main__ import _load, requests_to_send
+from .scenarios import requests_to_send
 from .server import prepare_models, service
 
 MODELS = {"reconstruct_1": "ae", "reconstruct_64": "ae", "generate_64": "vae"}
@@ -37,9 +37,9 @@ def main(argv: list[str]) -> None:
     request = requests_to_send()[load]
     env = prepare_models(Path(tempfile.mkdtemp())) | dict(s.split("=", 1) for s in settings)
     with service(env) as (url, process, _):
-        _load(url, request, int(concurrency), 2, process.pid)  # warm-up
+        load(url, request, int(concurrency), 2, process.pid)  # warm-up
         before = thread_cpu_seconds(process.pid)
-        row = _load(url, request, int(concurrency), 5, process.pid)
+        row = load(url, request, int(concurrency), 5, process.pid, warmup_s=0)
         after = thread_cpu_seconds(process.pid)
     print(row)
     spent = {t: cpu - before.get(t, 0.0) for t, cpu in after.items()}

@@ -10,6 +10,7 @@ of the finished child process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
@@ -32,7 +33,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, request: Prepared, concurrency: int, seconds: int, threads: int = 1) -> dict:
+def run_wrk(
+    url: str, request: Prepared, concurrency: int, seconds: float, threads: int = 1
+) -> dict:
     """Run wrk once; returns its JSON summary plus ``client_cpu_s`` (wrk's CPU time)."""
     with tempfile.NamedTemporaryFile(suffix=".body") as body:
         body.write(request.body)
@@ -46,7 +49,7 @@ def run_wrk(url: str, request: Prepared, concurrency: int, seconds: int, threads
             "wrk",
             f"-t{min(threads, concurrency)}",
             f"-c{concurrency}",
-            f"-d{max(1, round(seconds))}s",
+            f"-d{max(1, math.ceil(seconds))}s",
             "--timeout",
             "60s",
             "-s",

@@ -1,0 +1,99 @@
+"""Latency at low load with the machine's other core busy, against the naive peer.
+
+On a shared node another process often holds a core; a forward pass split over two OpenMP
+threads then waits for the one that was preempted. A CPU-bound process pinned to the last core
+(``taskset``) stands in for that neighbour. The service and the naive FastAPI peer
+(``bench/peer_naive.py``) run side by side and the loads alternate between them in rounds, so
+that drift in the machine's speed hits both alike; each figure is the median over the rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from contextlib import contextmanager
+
+from .load import Prepared
+from .scenarios import load
+from .server import ROOT, free_port, service, wait_ready
+
+LEVELS = (1, 16, 64)
+
+
+@contextmanager
+def busy_core():
+    """A CPU-bound process pinned to the last core while the block runs."""
+    core = (os.cpu_count() or 1) - 1
+    spin = [sys.executable, "-c", "while True: pass"]
+    command = ["taskset", "-c", str(core), *spin] if shutil.which("taskset") else spin
+    process = subprocess.Popen(command)
+    try:
+        yield core
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def naive_peer(env: dict[str, str]):
+    """The naive peer on a free port; yields (url, process)."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.peer_naive", str(port), env["UNCONV_CHECKPOINT_DIR"]]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, "/readyz")
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _median_row(rows: list[dict]) -> dict:
+    keys = ("requests_per_s", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms", "client_cpu_ms")
+    out = {k: round(statistics.median(r[k] for r in rows), 3) for k in keys}
+    out |= {
+        "concurrency": rows[0]["concurrency"],
+        "requests": sum(r["requests"] for r in rows),
+        "errors": sum(r["errors"] for r in rows),
+        "rounds": len(rows),
+    }
+    return out
+
+
+def side_by_side(
+    targets: dict[str, tuple[str, int]], request: Prepared, concurrency: int, seconds, rounds
+) -> dict[str, dict]:
+    """Alternate ``rounds`` loads between the servers in ``targets`` (name -> (url, pid))."""
+    rows: dict[str, list[dict]] = {name: [] for name in targets}
+    for i in range(rounds):
+        for name, (url, pid) in targets.items():
+            rows[name].append(load(url, request, concurrency, seconds, pid, warmup_s=int(i == 0)))
+    return {name: _median_row(r) for name, r in rows.items()}
+
+
+def low_load_latency(env: dict, requests: dict, seconds: float, rounds: int) -> dict:
+    """For /reconstruct (one digit) and /visualise (AlexNet layer 5, a photo): service and
+    naive peer at each concurrency, with one core busy."""
+    print("latency with one core busy: service and naive peer side by side", flush=True)
+    results: dict = {}
+    with service(env) as (url, process, _), naive_peer(env) as (naive_url, naive):
+        targets = {"service": (url, process.pid), "naive": (naive_url, naive.pid)}
+        with busy_core() as core:
+            results["busy_core"] = core
+            for key in ("reconstruct_1", "visualise_5"):
+                results[key] = {}
+                for concurrency in LEVELS:
+                    pair = side_by_side(targets, requests[key], concurrency, seconds, rounds)
+                    results[key][str(concurrency)] = pair
+                    print(f"  {key} c={concurrency}: {pair}", flush=True)
+    return results
