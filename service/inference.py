@@ -115,13 +115,17 @@ class ThreadShare:
     A batch counts from its start to its end; its forward pass gets the threads divided by the
     batches running as it starts: all of them when it runs alone, for the lowest latency at low
     load, and a share when others run, so that the OpenMP threads of several passes do not
-    outnumber the cores, where each parallel op waits for a partner that was preempted. The
-    count is set for the calling thread only (each one's OpenMP team is its own) and put back
-    after the pass.
+    outnumber the cores, where each parallel op waits for a partner that was preempted. A
+    batch of fewer than ``min_items`` items runs on one thread: one image's ops are too small
+    to split, and when another process holds a core the partner thread is the one preempted,
+    which gave one request in 70 a wait of 15-25 ms (docs/performance.md). The count is set
+    for the calling thread only (each one's OpenMP team is its own) and put back after the
+    pass.
     """
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, min_items: int = 2):
         self.threads = threads
+        self.min_items = min_items
         self.running = 0
         self._lock = threading.Lock()
 
@@ -136,10 +140,17 @@ class ThreadShare:
             with self._lock:
                 self.running -= 1
 
+    def share(self, items: int) -> int:
+        """Threads for a forward pass of ``items`` items started now."""
+        if items < self.min_items:
+            return 1
+        return max(1, self.threads // max(1, self.running))
+
     @contextmanager
-    def forward(self) -> Iterator[int]:
-        """Run a forward pass in the calling thread on its share; yields the share."""
-        share = max(1, self.threads // max(1, self.running))
+    def forward(self, items: int) -> Iterator[int]:
+        """Run a forward pass of ``items`` items in the calling thread on its share; yields
+        the share."""
+        share = self.share(items)
         before = torch.get_num_threads()
         torch.set_num_threads(share)
         try:
@@ -227,7 +238,7 @@ def make_predict(
     def run(key: Hashable, jobs: list) -> list[Response | ServiceError]:
         operation, *params = key
         if operation == "generate":
-            with threads.forward():
+            with threads.forward(sum(len(job.z) for job in jobs)):
                 images = generate(model, [job.z for job in jobs], device)
             return pool.map(
                 lambda out, job: generation_response(out, job.z, job.seed, model, job.format),
@@ -238,14 +249,14 @@ def make_predict(
             ok, inputs, failed = _decode_all(
                 jobs, lambda job: torch.cat([image(u) for u in job.uploads]), pool
             )
-            with threads.forward():
+            with threads.forward(sum(len(x) for x in inputs)):
                 outputs = reconstruct(model, inputs, device) if inputs else []
             answers = pool.map(
                 lambda i, out: reconstruction_response(out, model, jobs[i].format), ok, outputs
             )
         else:
             ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload), pool)
-            with threads.forward():
+            with threads.forward(len(inputs)):
                 outputs = visualise(model, inputs, device, *params) if inputs else []
             answers = pool.map(
                 lambda i, out: visualisation_response(out, model, *params, jobs[i].format),

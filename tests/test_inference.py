@@ -9,6 +9,7 @@ import torch
 
 from service import inference
 from service.inference import CodecPool, ThreadShare
+from tests.helpers import png_bytes
 
 
 @pytest.mark.parametrize("threads, items", [(1, 10), (3, 10), (4, 2), (4, 1), (2, 0)])
@@ -56,15 +57,48 @@ def test_a_lone_batch_gets_every_thread_and_concurrent_ones_a_share(monkeypatch)
     monkeypatch.setattr(inference.torch, "set_num_threads", counts.append)
     share = ThreadShare(4)
     with share.batch():
-        with share.forward() as alone:
+        with share.forward(8) as alone:
             assert alone == 4 and counts[-1] == 4
-        with share.batch(), share.batch(), share.forward() as third:
+        with share.batch(), share.batch(), share.forward(8) as third:
             assert third == 1 and share.running == 3
-        with share.batch(), share.forward() as second:
+        with share.batch(), share.forward(8) as second:
             assert second == 2
     assert share.running == 0
-    with share.forward() as outside_any_batch:
+    with share.forward(8) as outside_any_batch:
         assert outside_any_batch == 4
+
+
+def test_a_batch_of_one_item_runs_on_one_thread_even_alone(monkeypatch):
+    counts = []
+    monkeypatch.setattr(inference.torch, "set_num_threads", counts.append)
+    share = ThreadShare(4)
+    with share.batch():
+        with share.forward(1) as one:
+            assert one == 1 and counts[-1] == 1
+        with share.forward(2) as two:
+            assert two == 4
+    fewer_than_five = ThreadShare(4, min_items=5)
+    with fewer_than_five.batch(), fewer_than_five.forward(4) as four:
+        assert four == 1
+
+
+async def test_a_request_s_forward_pass_runs_on_threads_by_its_image_count(
+    make_client, monkeypatch
+):
+    client, app = await make_client(torch_threads=2)
+    ae = app.state.service.models["ae"].checkpoint.model
+    reconstruct, seen = ae.reconstruct, []
+
+    def recording(x):
+        seen.append((len(x), torch.get_num_threads()))
+        return reconstruct(x)
+
+    monkeypatch.setattr(ae, "reconstruct", recording)
+    digit = png_bytes()
+    for count in (1, 3):
+        files = [("file", (f"{i}.png", digit, "image/png")) for i in range(count)]
+        assert (await client.post("/reconstruct", files=files)).status_code == 200
+    assert seen == [(1, 1), (3, 2)]
 
 
 def test_the_share_is_set_for_the_calling_thread_only_and_put_back():
@@ -74,7 +108,7 @@ def test_the_share_is_set_for_the_calling_thread_only_and_put_back():
     def batch():
         own = torch.get_num_threads()
         share = ThreadShare(own + before)
-        with share.batch(), share.forward():
+        with share.batch(), share.forward(2):
             seen.append(torch.get_num_threads() - own)
         seen.append(torch.get_num_threads() - own)
 
