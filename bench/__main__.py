@@ -40,6 +40,7 @@ from .scenarios import (
     SERVICE_LOADS,
     httpx_load,
     load,
+    merge_rounds,
     photo_jpeg,
     requests_to_send,
     with_batches,
@@ -56,36 +57,49 @@ class Plan:
     latency_s: float = 3
     latency_rounds: int = 3
     memory_requests: int = 10_000
+    rounds: int = 2  # batching on and off alternate, each load split in this many rounds
 
 
-QUICK = Plan(seconds=1, ceiling_s=0.05, latency_s=1, latency_rounds=1, memory_requests=300)
+QUICK = Plan(
+    seconds=1, ceiling_s=0.05, latency_s=1, latency_rounds=1, memory_requests=300, rounds=1
+)
 
 
-def _scenario(url: str, pid: int, key: str, request: Prepared, seconds: float) -> list[dict]:
-    model, levels = SERVICE_LOADS[key]
-    rows = []
-    for concurrency in levels:
-        row = with_batches(url, model, lambda c=concurrency: load(url, request, c, seconds, pid))
-        rows.append(row)
-        print(f"  {key} c={concurrency}: {row}", flush=True)
-    return rows
+def _rounds(url: str, pid: int, key: str, request: Prepared, plan: Plan, c: int, i: int) -> dict:
+    model = SERVICE_LOADS[key][0]
+    seconds = plan.seconds / plan.rounds
+    return with_batches(url, model, lambda: load(url, request, c, seconds, pid, int(i == 0)))
 
 
-def serve_scenarios(env: dict, requests: dict, plan: Plan, batching: bool) -> dict:
-    mode = "on" if batching else "off"
-    env = env | ({} if batching else {"UNCONV_MAX_BATCH_SIZE": "1"})
-    print(f"service, batching {mode}", flush=True)
-    with service(env) as (url, process, ready_s):
-        pid = process.pid
-        results = {"ready_seconds": round(ready_s, 2)}
-        for key in SERVICE_LOADS:
-            results[key] = _scenario(url, pid, key, requests[key], plan.seconds)
-        if batching:
-            row = httpx_load(url, requests["reconstruct_1"], 64, plan.seconds, pid)
-            results["httpx_reconstruct_1_c64"] = row
-            print(f"  httpx cross-check c=64: {row}", flush=True)
-            rate = _at(results["reconstruct_1"], 16)["requests_per_s"]
-            results["memory"] = memory_growth(url, pid, requests["reconstruct_1"], plan, rate)
+def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
+    """Every load against the service with batching on and off (UNCONV_MAX_BATCH_SIZE=1).
+
+    Both servers run at once and each load alternates between them in ``plan.rounds`` rounds,
+    so that drift in the machine's speed (it has neighbours) hits both alike; each row holds
+    the medians over the rounds.
+    """
+    print("service, batching on and off side by side", flush=True)
+    off_env = env | {"UNCONV_MAX_BATCH_SIZE": "1"}
+    with service(env) as (on_url, on, _), service(off_env) as (off_url, off, _):
+        servers = {"batching_on": (on_url, on.pid), "batching_off": (off_url, off.pid)}
+        results = {mode: {} for mode in servers}
+        for key, (_, levels) in SERVICE_LOADS.items():
+            for mode in servers:
+                results[mode][key] = []
+            for c in levels:
+                rounds = {mode: [] for mode in servers}
+                for i in range(plan.rounds):
+                    for mode, (url, pid) in servers.items():
+                        rounds[mode].append(_rounds(url, pid, key, requests[key], plan, c, i))
+                for mode, rows in rounds.items():
+                    results[mode][key].append(merge_rounds(rows))
+                    print(f"  {mode} {key} c={c}: {results[mode][key][-1]}", flush=True)
+        on_results = results["batching_on"]
+        row = httpx_load(on_url, requests["reconstruct_1"], 64, plan.seconds, on.pid)
+        on_results["httpx_reconstruct_1_c64"] = row
+        print(f"  httpx cross-check c=64: {row}", flush=True)
+        rate = _at(on_results["reconstruct_1"], 16)["requests_per_s"]
+        on_results["memory"] = memory_growth(on_url, on.pid, requests["reconstruct_1"], plan, rate)
     return results
 
 
@@ -178,8 +192,7 @@ def run(plan: Plan, quick: bool) -> dict:
             "generator": "wrk" if wrk.available() else "httpx",
             "ceiling": measure_ceiling(plan),
             "cold_start_seconds": cold_start(env),
-            "batching_on": serve_scenarios(env, requests, plan, batching=True),
-            "batching_off": serve_scenarios(env, requests, plan, batching=False),
+            **paired_scenarios(env, requests, plan),
             "litserve": litserve_scenarios(env, requests, plan.seconds),
             "latency": low_load_latency(env, requests, plan.latency_s, plan.latency_rounds),
             "gpu": gpu_section(env, requests, plan.seconds),

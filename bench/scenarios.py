@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import resource
+import statistics
 
 import uvloop
 from matplotlib import cbook
@@ -107,3 +108,18 @@ def with_batches(url: str, model: str, measure) -> dict:
     )
     row["mean_batch_images"] = round(images / passes, 2) if passes else 0.0
     return row
+
+
+def merge_rounds(rows: list[dict]) -> dict:
+    """One row from several rounds of the same load: the median of each figure, the sum of
+    requests and errors."""
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        if key in ("requests", "errors"):
+            merged[key] = sum(r[key] for r in rows)
+        elif key == "cpu_busy":
+            merged[key] = f"{statistics.median(float(r[key][:-1]) for r in rows):.0f}%"
+        elif isinstance(value, float) and key != "concurrency":
+            merged[key] = round(statistics.median(r[key] for r in rows), 3)
+    merged["rounds"] = len(rows)
+    return merged
