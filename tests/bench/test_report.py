@@ -1,0 +1,149 @@
+"""The benchmark's bookkeeping (bench/goals.py, bench/report.py, bench/scenarios.py) on
+made-up results: which goals count as met, and that the report has every section. No timing."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from bench.goals import all_goals
+from bench.report import write_report
+from bench.scenarios import merge_rounds
+
+
+def _row(c, images_per_s, p99=10.0, requests_per_s=None, errors=0, server=1.0, client=0.1):
+    return {
+        "concurrency": c,
+        "requests": 100,
+        "errors": errors,
+        "requests_per_s": images_per_s if requests_per_s is None else requests_per_s,
+        "images_per_s": images_per_s,
+        "p50_ms": p99 / 2,
+        "p95_ms": p99 * 0.9,
+        "p99_ms": p99,
+        "server_cpu_ms": server,
+        "client_cpu_ms": client,
+        "cpu_busy": "90%",
+        "mean_batch_images": 1.0,
+        "generator": "wrk",
+    }
+
+
+def _best(rate):
+    return {"images_per_s": rate, "batch_size": 64, "split": "2x(torch 1, codec 1)"}
+
+
+def _mode(rec1, rec64, vis):
+    return {
+        "reconstruct_1": [_row(1, 300), _row(16, 600), _row(64, rec1, p99=100)],
+        "reconstruct_64": [_row(1, rec64[0], requests_per_s=rec64[0] / 64), _row(4, rec64[1])],
+        "generate_64": [_row(1, 8000), _row(4, 9000)],
+        "visualise_5": [_row(1, 60), _row(16, vis)],
+        "visualise_cnn": [_row(16, 900)],
+    }
+
+
+def _latency(service_p50, service_p99, naive_p50, naive_p99):
+    pair = {
+        "service": {**_row(1, 0), "p50_ms": service_p50, "p99_ms": service_p99},
+        "naive": {**_row(1, 0), "p50_ms": naive_p50, "p99_ms": naive_p99},
+    }
+    return {c: copy.deepcopy(pair) for c in ("1", "16", "64")}
+
+
+@pytest.fixture
+def results():
+    """Every goal met, by hand: 1,000 of a 1,600 img/s ceiling is 62.5% >= 55%, ..."""
+    on = _mode(1000, (1500, 1500), 90)
+    on["httpx_reconstruct_1_c64"] = _row(64, 700, server=1.5, client=0.7) | {"generator": "httpx"}
+    on["memory"] = {
+        "requests": 10_000,
+        "errors": 0,
+        "rss_before_mb": 100.0,
+        "rss_after_mb": 120.0,
+        "rss_peak_mb": 121.0,
+    }
+    return {
+        "machine": {
+            "cpu": "x86_64",
+            "cores": 2,
+            "cuda": None,
+            "python": "3",
+            "torch": "2",
+            "date": "today",
+        },
+        "command": "python -m bench",
+        "generator": "wrk",
+        "quick": False,
+        "ceiling": {
+            "reconstruct": {"model": _best(2000), "codec": _best(1600)},
+            "generate_64": {"model": _best(10000), "codec": _best(9500)},
+            "visualise": {
+                "alexnet_5": {"model": _best(140), "codec": _best(110)},
+                "cnn_4": {"model": _best(3000), "codec": _best(1000)},
+            },
+        },
+        "cold_start_seconds": 3.0,
+        "batching_on": on,
+        "batching_off": _mode(400, (1500, 1520), 80),
+        "litserve": {"rows": [_row(64, 480, p99=300)], "httpx_c64": _row(64, 400)},
+        "latency": {
+            "busy_core": 1,
+            "reconstruct_1": _latency(3.0, 6.0, 3.1, 6.4),
+            "visualise_5": _latency(20.0, 40.0, 21.0, 30.0),
+        },
+        "gpu": {"skipped": "no CUDA device on this machine"},
+    }
+
+
+def _unmet(results) -> list[str]:
+    return [goal for goal, _, met in all_goals(results) if not met]
+
+
+def test_goals_follow_the_hand_computed_ratios(results):
+    assert _unmet(results) == []
+    results["batching_off"]["reconstruct_64"][1]["images_per_s"] = 1531  # 1500 < 0.98 x 1531
+    results["batching_on"]["visualise_5"][1]["images_per_s"] = 87  # 87 < 0.8 x 110 = 88
+    results["latency"]["reconstruct_1"]["16"]["service"]["p99_ms"] = 9.7  # > 1.5 x 6.4 = 9.6
+    assert _unmet(results) == [
+        "... batching on >= 0.98x off at every concurrency",
+        "/visualise AlexNet layer 5, 640x480 JPEG, c=16: >= 80% of the ceiling",
+        "/reconstruct c=16, one core busy: p50 <= naive p50, p99 <= 1.5x naive p99",
+    ]
+
+
+def test_a_load_above_its_ceiling_and_too_few_requests_are_flagged(results):
+    results["batching_off"]["generate_64"][0]["images_per_s"] = 9600  # ceiling 9,500
+    results["batching_on"]["memory"]["requests"] = 9_999
+    assert _unmet(results) == [
+        "RSS growth < 50 MB over 10,000 requests",
+        "no load beats its ceiling (else the ceiling is wrong)",
+    ]
+
+
+def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_path):
+    results["gpu"] = {
+        "device": "A GPU",
+        "visualise_5_c64": {"on": _row(64, 500), "off": _row(64, 90)},
+        "tests": {"returncode": 0, "summary": "3 passed"},
+    }
+    path = tmp_path / "benchmarks.md"
+    write_report(json.loads(json.dumps(results)), path)  # as read back from the JSON
+    text = path.read_text()
+    for heading in ("## Goals", "## Where the CPU goes", "## Ceiling", "## Low load", "## GPU"):
+        assert heading in text
+    assert "| GPU: /visualise AlexNet layer 5, c=64, batching on >= 5x off | " in text
+    assert "500 / 90 img/s = 5.6x | yes |" in text
+    # the cores allow 2 x 1000 / (1.5 + 0.7) = 909 requests/s at the httpx generator's cost
+    assert "| ... same, httpx generator | httpx | 700 | 1.5 | 0.7 | 90% | 909 |" in text
+
+
+def test_merge_rounds_takes_medians_and_sums_counts():
+    rows = [_row(4, 100.0, p99=10.0), _row(4, 300.0, p99=30.0), _row(4, 200.0, p99=50.0)]
+    rows[1]["cpu_busy"], rows[2]["errors"] = "70%", 2
+    merged = merge_rounds(rows)
+    assert merged["images_per_s"] == 200.0 and merged["p99_ms"] == 30.0
+    assert merged["requests"] == 300 and merged["errors"] == 2 and merged["rounds"] == 3
+    assert merged["cpu_busy"] == "90%" and merged["concurrency"] == 4
