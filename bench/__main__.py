@@ -65,7 +65,7 @@ QUICK = Plan(
 )
 
 
-def _rounds(url: str, pid: int, key: str, request: Prepared, plan: Plan, c: int, i: int) -> dict:
+def _one_round(url: str, pid: int, key: str, request: Prepared, plan: Plan, c: int, i: int) -> dict:
     model = SERVICE_LOADS[key][0]
     seconds = plan.seconds / plan.rounds
     return with_batches(url, model, lambda: load(url, request, c, seconds, pid, int(i == 0)))
@@ -74,8 +74,8 @@ def _rounds(url: str, pid: int, key: str, request: Prepared, plan: Plan, c: int,
 def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
     """Every load against the service with batching on and off (UNCONV_MAX_BATCH_SIZE=1).
 
-    Both servers run at once and each load alternates between them in ``plan.rounds`` rounds,
-    so that drift in the machine's speed (it has neighbours) hits both alike; each row holds
+    Both servers run at once and each load alternates between them in ``plan.rounds`` rounds
+    (the order swapped every round), so that drift in the machine's speed (it has neighbours) hits both alike; each row holds
     the medians over the rounds.
     """
     print("service, batching on and off side by side", flush=True)
@@ -89,8 +89,8 @@ def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
             for c in levels:
                 rounds = {mode: [] for mode in servers}
                 for i in range(plan.rounds):
-                    for mode, (url, pid) in servers.items():
-                        rounds[mode].append(_rounds(url, pid, key, requests[key], plan, c, i))
+                    for mode, (url, pid) in list(servers.items())[:: 1 - 2 * (i % 2)]:
+                        rounds[mode].append(_one_round(url, pid, key, requests[key], plan, c, i))
                 for mode, rows in rounds.items():
                     results[mode][key].append(merge_rounds(rows))
                     print(f"  {mode} {key} c={c}: {results[mode][key][-1]}", flush=True)

@@ -62,10 +62,11 @@ def naive_peer(env: dict[str, str]):
 def side_by_side(
     targets: dict[str, tuple[str, int]], request: Prepared, concurrency: int, seconds, rounds
 ) -> dict[str, dict]:
-    """Alternate ``rounds`` loads between the servers in ``targets`` (name -> (url, pid))."""
+    """Alternate ``rounds`` loads between the servers in ``targets`` (name -> (url, pid)),
+    the order swapped every round."""
     rows: dict[str, list[dict]] = {name: [] for name in targets}
     for i in range(rounds):
-        for name, (url, pid) in targets.items():
+        for name, (url, pid) in list(targets.items())[:: 1 - 2 * (i % 2)]:
             rows[name].append(load(url, request, concurrency, seconds, pid, warmup_s=int(i == 0)))
     return {name: merge_rounds(r) for name, r in rows.items()}
 
