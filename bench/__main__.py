@@ -75,8 +75,8 @@ def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
     """Every load against the service with batching on and off (UNCONV_MAX_BATCH_SIZE=1).
 
     Both servers run at once and each load alternates between them in ``plan.rounds`` rounds
-    (the order swapped every round), so that drift in the machine's speed (it has neighbours) hits both alike; each row holds
-    the medians over the rounds.
+    (the order swapped every round), so that drift in the machine's speed (it has neighbours)
+    hits both alike; each row holds the medians over the rounds.
     """
     print("service, batching on and off side by side", flush=True)
     off_env = env | {"UNCONV_MAX_BATCH_SIZE": "1"}
