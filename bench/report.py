@@ -41,8 +41,8 @@ def _header(r: dict) -> list[str]:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['cuda'] or 'no GPU'}; Python "
         f"{m['python']}, torch {m['torch']}; {m['date']}; load average "
-        f"{m.get('load_average_at_start', '?')} at the start (other work on the machine "
-        f"shows here). Command: `make bench` (`{r['command']}`), which also writes "
+        f"{m.get('load_average_at_start', float('nan')):.2f} at the start (other work on the "
+        f"machine shows here). Command: `make bench` (`{r['command']}`), which also writes "
         "`docs/benchmarks.json`.",
         "",
         "The service runs as users start it (`python -m service`, defaults: max batch 64, no "

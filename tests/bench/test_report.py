@@ -117,7 +117,12 @@ def test_goals_follow_the_hand_computed_ratios(results):
 def test_a_load_above_its_ceiling_and_too_few_requests_are_flagged(results):
     results["batching_off"]["generate_64"][0]["images_per_s"] = 9600  # ceiling 9,500
     results["batching_on"]["memory"]["requests"] = 9_999
+    results["batching_off"]["reconstruct_64"][0]["images_per_s"] = 0.0  # finished none
+    results["latency"]["visualise_5"]["64"]["naive"]["requests"] = 0
+    results["latency"]["visualise_5"]["64"]["naive"]["p99_ms"] = 0.0
     assert _unmet(results) == [
+        "... batching on >= 0.98x off at every concurrency",
+        "/visualise c=64, one core busy: p50 <= naive p50, p99 <= 1.5x naive p99",
         "RSS growth < 50 MB over 10,000 requests",
         "no load beats its ceiling (else the ceiling is wrong)",
     ]
