@@ -1,7 +1,8 @@
 """``python -m bench.probe LOAD CONCURRENCY [NAME=VALUE ...]``: one load against a fresh service,
 with the CPU each server thread spends per request, for finding where the time goes.
 
-LOAD is a request of the benchmark (reconstruct_1, reconstruct_64, generate_64, visualise_5);
+LOAD is a request of the benchmark (reconstruct_1, reconstruct_64, generate_64, visualise_5,
+visualise_cnn; sent with wrk when installed);
 NAME=VALUE pairs are environment variables for the service, e.g. UNCONV_CONCURRENT_BATCHES=1.
 """
 
