@@ -2,6 +2,7 @@
 
 import base64
 import io
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -22,6 +23,18 @@ from tests.helpers import png_bytes
 async def client(make_client):
     client, _ = await make_client(networks=["alexnet", "vgg16"])
     return client
+
+
+@contextmanager
+def one_thread():
+    """Compute on one thread: the thread count changes the order of float sums, and the service
+    runs a one-image forward pass on one thread (``ThreadShare``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _form(**fields):
@@ -50,7 +63,8 @@ async def test_npy_is_exactly_what_the_library_returns(client, torch_home):
     spec = ImageSpec(3, 224, IMAGENET_NORMALISATION, resize=256)
     x = decode_input(image, "image/png", spec, 10**8)
     features = load_torchvision_network("alexnet").features
-    expected = UndoableSequential(features).visualise_activations(x, layer=5, k=7)[0]
+    with one_thread():  # as the service runs a batch of one image
+        expected = UndoableSequential(features).visualise_activations(x, layer=5, k=7)[0]
     assert served.dtype == np.float32 and served.shape == (3, 224, 224)
     assert np.abs(served).max() > 0
     assert np.array_equal(served, expected.numpy())
@@ -93,9 +107,10 @@ async def test_trained_cnn_is_visualised_in_its_own_input_space(client, checkpoi
     served = np.load(io.BytesIO(r.content))
     checkpoint = load_checkpoint(checkpoint_dir / "cnn")
     spec = ImageSpec(1, 28, checkpoint.normalisation)
-    expected = UndoableSequential(checkpoint.model.features).visualise_activations(
-        decode_input(image, "image/png", spec, 10**8), layer=4, k=3
-    )
+    with one_thread():  # as the service runs a batch of one image
+        expected = UndoableSequential(checkpoint.model.features).visualise_activations(
+            decode_input(image, "image/png", spec, 10**8), layer=4, k=3
+        )
     assert served.shape == (1, 28, 28) and np.abs(served).max() > 0
     assert np.array_equal(served, expected[0].numpy())
 
