@@ -159,7 +159,7 @@ async def reconstruct(request: Request, service: Service) -> Response:
 async def generate(body: GenerateRequest, request: Request, service: Service) -> Response:
     """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
     served = service.model(body.model, "generate")
-    z, seed = latent_codes(body, served.latent_size)
+    z, seed = latent_codes(body, served.latent_size, served.prior, served.labels)
     job = GenerateJob(z, seed, body.format)
     return await service.run(served, ("generate",), job, len(z), request)
 

@@ -138,16 +138,23 @@ class _Operations(ABC):
         log_var: Sequence[Sequence[float]] | None = None,
         interpolate: dict | None = None,
         format: str = "png",
+        label: int | None = None,
+        labels: Sequence[int] | None = None,
     ):
         """New images from a VAE: ``png`` -> PIL grid; ``json`` -> dict with ``seed`` and
-        ``images`` (each an ``image`` and its ``z``); ``npy`` -> float32 array (n, C, H, W)."""
+        ``images`` (each an ``image`` and its ``z``); ``npy`` -> float32 array (n, C, H, W).
+
+        ``label`` (or ``labels``, one per image) asks for that class: an index into the
+        ``labels`` that ``models()`` lists for the model (MNIST: digit d is label d)."""
         body = {
             "model": model,
-            "n": n,
+            "n": None if labels is not None else n,
             "seed": seed,
             "mean": mean,
             "log_var": log_var,
             "interpolate": interpolate,
+            "label": label,
+            "labels": list(labels) if labels is not None else None,
             "format": format,
         }
         request = {
@@ -283,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, default=8)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--model", default="vae")
+    gen.add_argument(
+        "--label", type=int, help="a class the model lists under labels (MNIST: the digit)"
+    )
     gen.add_argument("--format", choices=("png", "json", "npy"), default="png")
     for command in (vis, rec, gen):
         command.add_argument("-o", "--out", type=Path, help="where to write the image/array")
@@ -302,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "reconstruct":
                 result = client.reconstruct(args.images, args.model, args.format)
             elif args.command == "generate":
-                result = client.generate(args.n, args.seed, args.model, format=args.format)
+                result = client.generate(
+                    args.n, args.seed, args.model, format=args.format, label=args.label
+                )
             elif args.command == "models":
                 result = client.models()
             else:

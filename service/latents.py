@@ -8,7 +8,7 @@ import secrets
 import torch
 
 from .errors import ServiceError
-from .models import VariationalAutoEncoder
+from .models import LabelPrior, VariationalAutoEncoder
 from .schemas import GenerateRequest
 
 
@@ -30,16 +30,51 @@ def _rectangular(rows: list[list[float]]) -> bool:
     return len({len(r) for r in rows}) == 1
 
 
-def latent_codes(body: GenerateRequest, latent_size: int) -> tuple[torch.Tensor, int]:
-    """The (n, latent_size) codes a request asks for, and the seed that drew them."""
+def _labels(body: GenerateRequest, prior: LabelPrior | None, names: list[str] | None):
+    """The (n,) class indices a request asks for, or None; 422 for a model without them."""
+    if body.label is None and body.labels is None:
+        return None
+    if prior is None or not names:
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"model {body.model!r} has no labels: it samples from N(0, I) only; "
+            "leave out label/labels, or pick a model whose /models entry lists labels",
+        )
+    labels = torch.tensor(body.labels if body.labels is not None else [body.label] * body.n)
+    if int(labels.max()) >= len(names):
+        raise ServiceError(
+            422,
+            "invalid_parameters",
+            f"label {int(labels.max())} is out of range: model {body.model!r} has labels "
+            f"0 to {len(names) - 1} ({', '.join(names)})",
+        )
+    return labels
+
+
+def latent_codes(
+    body: GenerateRequest,
+    latent_size: int,
+    prior: LabelPrior | None = None,
+    names: list[str] | None = None,
+) -> tuple[torch.Tensor, int]:
+    """
+    The (n, latent_size) codes a request asks for, and the seed that drew them.
+
+    Codes from the prior come from ``prior`` (a VAE's fitted prior, whose components are
+    called ``names``) when there is one, else from N(0, I).
+    """
     seed = body.seed if body.seed is not None else secrets.randbits(63)
+    labels = _labels(body, prior, names)
     if body.interpolate is not None:
         line = body.interpolate
         start = _matrix([line.start], "interpolate.start", 1, latent_size)
         end = _matrix([line.end], "interpolate.end", 1, latent_size)
         t = torch.linspace(0, 1, line.steps).unsqueeze(1)  # (steps, 1)
         return start + t * (end - start), seed
+    generator = torch.Generator().manual_seed(seed)
+    if prior is not None and body.mean is None and body.log_var is None:
+        return prior.sample(body.n, generator, labels).contiguous(), seed
     mean = _matrix(body.mean, "mean", body.n, latent_size)
     log_var = _matrix(body.log_var, "log_var", body.n, latent_size)
-    generator = torch.Generator().manual_seed(seed)
     return VariationalAutoEncoder.sample(mean, log_var, generator).contiguous(), seed

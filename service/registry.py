@@ -3,6 +3,7 @@ networks, each either loaded or unavailable with the reason and the fix."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from .models import (
     TORCHVISION_NETWORKS,
     Checkpoint,
     CheckpointError,
+    LabelPrior,
     UndoableSequential,
     WeightsUnavailable,
     load_checkpoint,
@@ -49,10 +51,20 @@ class ServedModel:
     layer_shapes: list[tuple[int, int, int]] = field(default_factory=list)
     image_spec: ImageSpec | None = None
     metadata: dict = field(default_factory=dict)
+    # a VAE's fitted prior, on the CPU where /generate draws codes from each request's seed;
+    # None for N(0, I)
+    prior: LabelPrior | None = None
 
     @property
     def endpoints(self) -> list[str]:
         return ENDPOINTS.get(self.kind, [])
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Names of the classes ``prior`` can be asked for, in index order."""
+        if self.prior is None:
+            return None
+        return list(self.checkpoint.config.labels)
 
     @property
     def latent_size(self) -> int | None:
@@ -74,6 +86,7 @@ class ServedModel:
             input_shape=list(self.image_spec.shape) if self.image_spec else None,
             latent_size=self.latent_size,
             layers=layers,
+            labels=self.labels,
             assumption=self.checkpoint.assumption if self.checkpoint else None,
             metadata=self.metadata,
         )
@@ -145,6 +158,8 @@ def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
     if height != width:
         raise ValueError(f"expected a square input size but the config has {height}x{width}")
     model.checkpoint = checkpoint
+    prior = getattr(checkpoint.model, "prior", None)
+    model.prior = copy.deepcopy(prior).cpu() if prior is not None else None
     model.image_spec = ImageSpec(checkpoint.config.in_channels, height, checkpoint.normalisation)
     if model.kind == "classifier":
         _prepare_deconv(model, checkpoint.model.features, device)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_GENERATE = 256
+MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
 ImageFormat = Literal["png", "json", "npy"]
 LatentMean = Annotated[float, Field(allow_inf_nan=False, ge=-1e4, le=1e4)]
@@ -106,7 +107,8 @@ class GenerateRequest(BaseModel):
 
     Without `mean` and `interpolate`, `n` latent codes are sampled from the prior. `mean` and
     `log_var` give one latent Gaussian per image (a single vector is repeated `n` times).
-    `interpolate` decodes the points of a line and draws no noise.
+    `interpolate` decodes the points of a line and draws no noise. `label` (or `labels`, one per
+    image) samples from the prior of that class, for a model that lists `labels` in /models.
     """
 
     model_config = ConfigDict(
@@ -130,7 +132,36 @@ class GenerateRequest(BaseModel):
         None, min_length=1, max_length=MAX_GENERATE, description="Latent log-variances: 1 or n"
     )
     interpolate: Interpolation | None = None
+    label: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_LABEL,
+        description="Sample every image from the prior of this class: an index into the "
+        "model's `labels` in /models (MNIST: digit d is label d)",
+    )
+    labels: list[Annotated[int, Field(ge=0, le=MAX_LABEL)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_GENERATE,
+        description="One class index per image, instead of `label`; sets `n`",
+    )
     format: ImageFormat = "png"
+
+    @model_validator(mode="after")
+    def _consistent_labels(self):
+        if self.label is None and self.labels is None:
+            return self
+        if (self.interpolate, self.mean, self.log_var) != (None, None, None):
+            raise ValueError(
+                "label/labels sample from the prior: give no mean, log_var or interpolate"
+            )
+        if self.label is not None and self.labels is not None:
+            raise ValueError("give either label or labels, not both")
+        if self.labels is not None:
+            if "n" in self.model_fields_set and self.n != len(self.labels):
+                raise ValueError(f"n={self.n} but labels holds {len(self.labels)} labels")
+            self.n = len(self.labels)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -174,6 +205,11 @@ class ModelInfo(BaseModel):
     input_shape: list[int] | None = None
     latent_size: int | None = None
     layers: list[str] | None = Field(None, description="/visualise layers, 1-based, by name")
+    labels: list[str] | None = Field(
+        None,
+        description="Classes /generate can be asked for with `label` (their indices), in "
+        "order; absent when the model has none",
+    )
     assumption: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

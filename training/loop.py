@@ -15,6 +15,7 @@ from service.models import (
     VariationalAutoEncoder,
     to_intensities,
 )
+from service.models.prior import gaussian_log_prob
 
 
 def make_criterion(kind: str, assumption: str | None, beta: float = 1.0) -> nn.Module:
@@ -84,7 +85,9 @@ def evaluate(
     the decoded intensities and the pixels, both in [0, 1] pixel space and per pixel, and
     ``loss`` (the training reconstruction loss per image). VAEs also: ``kl`` and ``neg_elbo``
     (reconstruction summed over pixels plus KL, in nats for binomial/binary, one latent sample
-    per image drawn from a generator seeded with ``seed``).
+    per image drawn from a generator seeded with ``seed``). VAEs with a fitted prior also:
+    ``kl_fitted`` and ``neg_elbo_fitted``, the same with the KL to that prior, estimated from
+    the same latent sample (log q(z|x) - log p(z)): the bound of the model /generate samples.
     """
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -113,11 +116,14 @@ def _classifier_metrics(logits, labels) -> dict[str, torch.Tensor]:
 
 def _reconstruction_metrics(model, kind, x, targets, pixels, criterion, generator):
     """Per-image metrics (N,) for an auto-encoder or VAE."""
-    kl = None
+    kl = kl_fitted = None
     if kind == "vae":
         mean, log_var = model.encode(x)
-        logits = model.decoder(VariationalAutoEncoder.sample(mean, log_var, generator))
+        z = VariationalAutoEncoder.sample(mean, log_var, generator)
+        logits = model.decoder(z)
         kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).flatten(1).sum(1)
+        if model.prior is not None:
+            kl_fitted = gaussian_log_prob(z, mean, log_var) - model.prior.log_prob(z)
     else:
         logits = model(x)
     x_range = (x.flatten(1).min(1).values, x.flatten(1).max(1).values)
@@ -133,4 +139,6 @@ def _reconstruction_metrics(model, kind, x, targets, pixels, criterion, generato
     }
     if kl is not None:
         metrics |= {"kl": kl, "neg_elbo": reconstruction + kl}
+    if kl_fitted is not None:
+        metrics |= {"kl_fitted": kl_fitted, "neg_elbo_fitted": reconstruction + kl_fitted}
     return metrics

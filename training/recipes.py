@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from service.models import CNNConfig, ConvAEConfig, ConvVAEConfig, MLPVAEConfig, ModelConfig
 
+# the classes of every data set the project trains on (MNIST and Fashion-MNIST: 10 each), by
+# index; a VAE fits one prior component per label after training (service/models/prior.py)
+LABELS = tuple(str(i) for i in range(10))
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -40,20 +44,26 @@ RECIPES = {
         "convolutional auto-encoder (exercises 3-4)",
     ),
     "vae": Recipe(
-        ConvVAEConfig(),
+        ConvVAEConfig(labels=LABELS),
         "binomial",
         "the default VAE: conv encoder/decoder around a 512-unit dense layer, 32 latents",
         batch_size=16,
     ),
     "conv-vae": Recipe(
         ConvVAEConfig(
-            hid_channels=64, code_channels=16, kernel_size=5, stride=1, pooling=2, hidden_features=0
+            hid_channels=64,
+            code_channels=16,
+            kernel_size=5,
+            stride=1,
+            pooling=2,
+            hidden_features=0,
+            labels=LABELS,
         ),
         "binomial",
         "plain convolutional VAE with the auto-encoder's layout and sizes",
     ),
     "mlp-vae": Recipe(
-        MLPVAEConfig(),
+        MLPVAEConfig(labels=LABELS),
         "binomial",
         "the assignment's fully connected VAE, 784-400-20 (exercise 6)",
         batch_size=128,

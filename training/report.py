@@ -47,11 +47,12 @@ def save_reconstructions(checkpoint: Checkpoint, inputs: torch.Tensor, path: Pat
 
 @torch.no_grad()
 def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0) -> None:
-    """A grid of ``n`` images decoded from the standard normal prior."""
+    """A grid of ``n`` images decoded from the prior (the fitted one when there is one)."""
     model = checkpoint.model.eval()
     latent = checkpoint.config.latent_features
     generator = torch.Generator().manual_seed(seed)
-    images = model.generate(torch.zeros(n, latent), generator=generator)
+    device = next(model.parameters()).device
+    images = model.decode(model.sample_prior(n, latent, generator).to(device))
     save_image(images.cpu(), path, nrow=8, padding=1, pad_value=0.5)
 
 

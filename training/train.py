@@ -27,6 +27,7 @@ from service.models import (
 
 from .data import AutoMNIST, ImageSplits, load_images, random_shift, to_pixels
 from .loop import evaluate, make_criterion, train_one_epoch
+from .prior import fit_prior
 from .recipes import RECIPES, Recipe
 from .report import plot_losses, save_reconstructions, save_samples, summary_table
 from .state import load_state, save_state
@@ -298,6 +299,8 @@ def train(options: TrainOptions) -> TrainResult:
         )
         seconds = time.perf_counter() - started
         if rank == 0:
+            if recipe.kind == "vae":
+                fit_prior(model, train_set.inputs, splits.train_labels, device)
             metrics = evaluate(
                 model,
                 recipe.kind,

@@ -30,6 +30,7 @@ from .losses import (
     target_transform,
     to_intensities,
 )
+from .prior import LabelPrior
 from .torchvision_nets import (
     IMAGENET_NORMALISATION,
     TORCHVISION_NETWORKS,
@@ -52,6 +53,7 @@ __all__ = [
     "CheckpointError",
     "ConvAEConfig",
     "ConvVAEConfig",
+    "LabelPrior",
     "MLPVAEConfig",
     "MnistCNN",
     "ModelConfig",

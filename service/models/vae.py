@@ -11,10 +11,11 @@ from torch import nn
 
 from .autoencoder import conv_decoder, conv_encoder, make_activation
 from .losses import sample_range, to_intensities
+from .prior import LabelPrior
 
 
 class VariationalAutoEncoder(nn.Module):
-    """Variational auto-encoder with standard normal prior.
+    """Variational auto-encoder, trained against a standard normal prior.
 
     Parameters
     ----------
@@ -25,6 +26,9 @@ class VariationalAutoEncoder(nn.Module):
         Maps latent codes (N, code_features) to logits shaped like the inputs.
     assumption : str, optional
         How logits become intensities; see ``service.models.losses``.
+    prior : LabelPrior, optional
+        A prior fitted to the aggregate posterior after training, one Gaussian per label, that
+        ``sample_prior`` draws from; without it new codes come from N(0, I).
     """
 
     @staticmethod
@@ -75,11 +79,38 @@ class VariationalAutoEncoder(nn.Module):
         kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
         return kl.flatten(1).sum(1).mean()
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, assumption: str | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        assumption: str | None = None,
+        prior: LabelPrior | None = None,
+    ):
         super().__init__()
         self.assumption = assumption
         self.encoder = encoder
         self.decoder = decoder
+        self.prior = prior
+
+    def sample_prior(
+        self,
+        n: int,
+        features: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Draw ``n`` latent codes (n, features) from the prior, on the generator's device.
+
+        The fitted ``prior`` when there is one (``labels`` (n,) pick its components), else
+        N(0, I), which takes no labels.
+        """
+        if self.prior is not None:
+            return self.prior.sample(n, generator, labels)
+        if labels is not None:
+            raise ValueError("this VAE has no labelled prior, so it takes no labels")
+        device = generator.device if generator is not None else None
+        return torch.randn(n, features, generator=generator, device=device)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, ...) inputs -> mean and log-variance, each (N, code_features)."""
@@ -177,6 +208,7 @@ class MLPVAEConfig:
     hidden_features: int = 400
     latent_features: int = 20
     activation: str = "elu"
+    labels: tuple[str, ...] = ()
 
     def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
         pixels = self.in_channels * self.image_size[0] * self.image_size[1]
@@ -193,7 +225,7 @@ class MLPVAEConfig:
             nn.Linear(self.hidden_features, pixels),
             nn.Unflatten(1, (self.in_channels, *self.image_size)),
         )
-        return VariationalAutoEncoder(encoder, decoder, assumption)
+        return VariationalAutoEncoder(encoder, decoder, assumption, _prior(self))
 
 
 @dataclass
@@ -203,6 +235,9 @@ class ConvVAEConfig:
     The conv encoder's feature map is flattened and mapped, through an optional hidden layer of
     ``hidden_features``, to the latent mean and log-variance (``latent_features`` each); the
     decoder mirrors that back to a feature map for the transposed convolutions.
+
+    ``labels`` (both configs): names of the classes of a ``LabelPrior`` fitted after training,
+    in component order; empty for a VAE that samples from N(0, I).
     """
 
     architecture: ClassVar[str] = "conv-vae"
@@ -217,6 +252,7 @@ class ConvVAEConfig:
     hidden_features: int = 512
     latent_features: int = 32
     activation: str = "elu"
+    labels: tuple[str, ...] = ()
 
     def _dense(self, sizes: list[int]) -> list[nn.Module]:
         """Linear layers through ``sizes`` with an activation between them."""
@@ -245,4 +281,8 @@ class ConvVAEConfig:
             conv_decoder(self.code_channels, self.hid_channels, self.in_channels, *parts),
             CropTo(*self.image_size),
         )
-        return VariationalAutoEncoder(encoder, decoder, assumption)
+        return VariationalAutoEncoder(encoder, decoder, assumption, _prior(self))
+
+
+def _prior(config: MLPVAEConfig | ConvVAEConfig) -> LabelPrior | None:
+    return LabelPrior(len(config.labels), config.latent_features) if config.labels else None

@@ -1,0 +1,88 @@
+"""The labelled prior fitted to a VAE's aggregate posterior."""
+
+import numpy as np
+import pytest
+import torch
+from torch import distributions as D
+
+from service.models import (
+    MNIST_NORMALISATION,
+    ConvVAEConfig,
+    LabelPrior,
+    load_checkpoint,
+    save_checkpoint,
+)
+from service.models.prior import JITTER
+
+
+@pytest.fixture
+def posteriors():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0] * 30 + [1] * 50 + [2] * 20)
+    mean = torch.randn(100, 3, generator=generator) + 4 * labels.unsqueeze(1)
+    log_var = torch.randn(100, 3, generator=generator) * 0.3 - 1
+    return mean, log_var, labels
+
+
+def test_fit_is_the_moments_of_each_labels_posteriors(posteriors):
+    mean, log_var, labels = posteriors
+    prior = LabelPrior(3, 3)
+    prior.fit(mean, log_var, labels)
+    m, v, y = mean.numpy(), np.exp(log_var.numpy()), labels.numpy()
+    np.testing.assert_allclose(prior.weights.numpy(), [0.3, 0.5, 0.2], rtol=1e-6)
+    for k in range(3):
+        expected = np.cov(m[y == k].T, bias=True) + np.diag(v[y == k].mean(0))
+        covariance = (prior.scale_tril[k] @ prior.scale_tril[k].T).numpy()
+        np.testing.assert_allclose(prior.means[k].numpy(), m[y == k].mean(0), rtol=1e-5)
+        np.testing.assert_allclose(covariance, expected + JITTER * np.eye(3), rtol=1e-4)
+
+
+def test_log_prob_is_the_mixture_density(posteriors):
+    mean, log_var, labels = posteriors
+    prior = LabelPrior(3, 3)
+    prior.fit(mean, log_var, labels)
+    mixture = D.MixtureSameFamily(
+        D.Categorical(probs=prior.weights),
+        D.MultivariateNormal(prior.means, scale_tril=prior.scale_tril),
+    )
+    z = torch.randn(7, 3) * 5
+    torch.testing.assert_close(prior.log_prob(z), mixture.log_prob(z))
+
+
+def test_samples_follow_the_asked_component(posteriors):
+    mean, log_var, labels = posteriors
+    prior = LabelPrior(3, 3)
+    prior.fit(mean, log_var, labels)
+    generator = torch.Generator().manual_seed(1)
+    z = prior.sample(4, generator, torch.tensor([2, 0, 2, 1]))
+    eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    for i, k in enumerate([2, 0, 2, 1]):
+        torch.testing.assert_close(z[i], prior.means[k] + prior.scale_tril[k] @ eps[i])
+    many = prior.sample(20000, torch.Generator().manual_seed(2))
+    nearest = torch.cdist(many, prior.means).argmin(1)
+    shares = torch.bincount(nearest, minlength=3) / len(many)
+    torch.testing.assert_close(shares, prior.weights, atol=0.02, rtol=0)
+
+
+def test_a_label_seen_once_cannot_be_fitted(posteriors):
+    mean, log_var, _ = posteriors
+    with pytest.raises(ValueError, match="at least 2 images of label 2 but found 1"):
+        LabelPrior(3, 3).fit(mean[:5], log_var[:5], torch.tensor([0, 0, 1, 1, 2]))
+
+
+def test_checkpoint_keeps_the_prior_and_its_labels(tmp_path, posteriors):
+    config = ConvVAEConfig(
+        hid_channels=4, code_channels=4, latent_features=3, labels=("a", "b", "c")
+    )
+    model = config.build("binomial")
+    model.prior.fit(*posteriors)
+    save_checkpoint(tmp_path / "vae", model, config, MNIST_NORMALISATION, "binomial")
+    loaded = load_checkpoint(tmp_path / "vae")
+    assert loaded.config.labels == ("a", "b", "c")
+    for name in ("weights", "means", "scale_tril"):
+        torch.testing.assert_close(getattr(loaded.model.prior, name), getattr(model.prior, name))
+    plain = ConvVAEConfig(hid_channels=4, code_channels=4, latent_features=3)
+    save_checkpoint(
+        tmp_path / "plain", plain.build("binomial"), plain, MNIST_NORMALISATION, "binomial"
+    )
+    assert load_checkpoint(tmp_path / "plain").model.prior is None
