@@ -4,16 +4,16 @@ A VAE trained against N(0, I) does not fill that prior: its posterior means occu
 clustered part of the latent space, so codes drawn from N(0, I) often land between digits and
 decode to blends. After training, this prior is fitted to the aggregate posterior of the
 training images, label by label (ex-post density estimation, Ghosh et al. 2020, "From
-variational to deterministic autoencoders"):
+variational to deterministic autoencoders"), with C clusters of every label's images:
 
-    p(z) = sum_y p(y) N(z; mu_y, Sigma_y),
-    mu_y = mean of the posterior means of label y,
-    Sigma_y = covariance of those means + mean posterior variance (diagonal).
+    p(z) = sum_{y, c} p(y, c) N(z; mu_yc, Sigma_yc),
+    mu_yc = mean of the posterior means of the images in cluster c of label y,
+    Sigma_yc = covariance of those means + their mean posterior variance (diagonal).
 
-``Sigma_y`` is the covariance of the mixture sum_i q(z | x_i) over the images of label y, so
-codes drawn from it are the codes the decoder met in training. Drawing from one component gives
-images of that label. The tensors are buffers of the model and so live in its safetensors file;
-the config's ``labels`` say that a prior is there and what its components are called.
+``Sigma_yc`` is the covariance of the mixture sum_i q(z | x_i) over the images of the cluster,
+so codes drawn from it are the codes the decoder met in training. Drawing from the components
+of one label gives images of that label. The tensors are buffers of the model and so live in
+its safetensors file; the config's ``labels`` say that a prior is there and name the labels.
 """
 
 from __future__ import annotations
@@ -23,40 +23,52 @@ import math
 import torch
 from torch import nn
 
-# keeps every Sigma_y positive definite when a label has fewer images than latent dimensions
+# keeps every Sigma_yc positive definite when a label has fewer images than latent dimensions
 JITTER = 1e-4
 
 
 class LabelPrior(nn.Module):
     """
-    A mixture of one multivariate Gaussian per label over the latent space.
+    A mixture of multivariate Gaussians over the latent space, ``components`` per label.
 
     Parameters
     ----------
     labels : int
-        Number of labels (mixture components), K.
+        Number of labels, K.
     features : int
         Latent dimensions, D.
+    components : int
+        Gaussians per label, C: the images of a label are split into C clusters (k-means on
+        their posterior means), each fitted as above, because one Gaussian per label also
+        covers the gaps between a label's styles, where codes decode to other digits.
+    temperature : float
+        Scales every covariance by ``temperature ** 2`` when fitted: below 1 samples stay nearer
+        the typical codes of their cluster (sharper, less varied images); docs/training.md has
+        the measurements behind the default.
 
-    Buffers (filled by ``fit``; a new prior is K copies of N(0, I) with equal weights):
-    ``weights`` (K,) the label frequencies p(y); ``means`` (K, D); ``scale_tril`` (K, D, D)
-    the Cholesky factors of the covariances.
+    Buffers (filled by ``fit``; a new prior is K * C copies of N(0, I) with equal weights):
+    ``weights`` (K * C,) p(y) times the share of the label's images in each cluster; ``means``
+    (K * C, D); ``scale_tril`` (K * C, D, D) the Cholesky factors of the covariances;
+    ``component_labels`` (K * C,) the label of every component.
     """
 
-    def __init__(self, labels: int, features: int):
+    def __init__(self, labels: int, features: int, components: int = 1, temperature: float = 1.0):
         super().__init__()
-        self.register_buffer("weights", torch.full((labels,), 1.0 / labels))
-        self.register_buffer("means", torch.zeros(labels, features))
-        self.register_buffer("scale_tril", torch.eye(features).repeat(labels, 1, 1))
+        total = labels * components
+        self.components, self.temperature = components, temperature
+        self.register_buffer("weights", torch.full((total,), 1.0 / total))
+        self.register_buffer("means", torch.zeros(total, features))
+        self.register_buffer("scale_tril", torch.eye(features).repeat(total, 1, 1))
+        self.register_buffer("component_labels", torch.arange(labels).repeat_interleave(components))
 
     @property
     def labels(self) -> int:
-        return len(self.weights)
+        return len(self.weights) // self.components
 
     @torch.no_grad()
     def fit(self, mean: torch.Tensor, log_var: torch.Tensor, labels: torch.Tensor) -> None:
         """
-        Fit every component to the posteriors of the images with its label.
+        Fit every label's components to the posteriors of the images with that label.
 
         Parameters
         ----------
@@ -65,19 +77,31 @@ class LabelPrior(nn.Module):
         labels : (N,) int Tensor
             Their labels, in 0 .. K - 1; every label must occur at least twice.
         """
-        mean, var = mean.double(), log_var.double().exp()
-        labels = labels.to(mean.device)
-        eye = torch.eye(mean.shape[1], dtype=mean.dtype, device=mean.device)
+        mean, var = mean.double().cpu(), log_var.double().exp().cpu()
+        labels = labels.cpu()
+        generator = torch.Generator().manual_seed(0)  # k-means starts: the same fit every time
         for y in range(self.labels):
             rows = labels == y
             count = int(rows.sum())
             if count < 2:
                 raise ValueError(f"expected at least 2 images of label {y} but found {count}")
-            m = mean[rows]
-            cov = torch.cov(m.T, correction=0) + torch.diag(var[rows].mean(0)) + JITTER * eye
-            self.means[y] = m.mean(0).to(self.means.dtype)
-            self.scale_tril[y] = torch.linalg.cholesky(cov).to(self.scale_tril.dtype)
-            self.weights[y] = count / len(labels)
+            clusters = _kmeans(mean[rows], self.components, generator)
+            for c in range(self.components):
+                members = clusters == c
+                if int(members.sum()) < 2:  # an empty or lone cluster: never sampled
+                    members = torch.ones_like(members)
+                    share = 0.0
+                else:
+                    share = float(members.sum()) / len(labels)
+                self._set(y * self.components + c, mean[rows][members], var[rows][members], share)
+
+    def _set(self, k: int, means: torch.Tensor, variances: torch.Tensor, weight: float) -> None:
+        eye = torch.eye(means.shape[1], dtype=means.dtype)
+        cov = torch.cov(means.T, correction=0) + torch.diag(variances.mean(0)) + JITTER * eye
+        tril = torch.linalg.cholesky(cov) * self.temperature
+        self.means[k] = means.mean(0).to(self.means)
+        self.scale_tril[k] = tril.to(self.scale_tril)
+        self.weights[k] = weight
 
     def sample(
         self,
@@ -88,6 +112,9 @@ class LabelPrior(nn.Module):
         """
         Draw ``n`` latent codes (n, D), on the generator's device.
 
+        The generator gives the (n, D) standard normal noise first, then the components, so
+        the same seed gives the same noise whatever the labels.
+
         Parameters
         ----------
         n : int
@@ -95,25 +122,45 @@ class LabelPrior(nn.Module):
         generator : torch.Generator, optional
             Source of randomness: the same generator state gives the same codes.
         labels : (n,) int Tensor, optional
-            The label of every code; without them labels are drawn from p(y) first.
+            The label of every code; without them components are drawn by ``weights``.
         """
         device = generator.device if generator is not None else self.means.device
-        weights, means, tril = (t.to(device) for t in (self.weights, self.means, self.scale_tril))
-        if labels is None:
-            labels = torch.multinomial(weights, n, replacement=True, generator=generator)
-        labels = torch.as_tensor(labels, device=device).long()
+        weights, means, tril, owner = (
+            t.to(device) for t in (self.weights, self.means, self.scale_tril, self.component_labels)
+        )
         eps = torch.randn(n, means.shape[1], generator=generator, device=device)
-        return means[labels] + (tril[labels] @ eps.unsqueeze(-1)).squeeze(-1)
+        probs = weights.expand(n, -1)
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=device).long()
+            probs = probs * (owner == labels.unsqueeze(1))  # (n, K * C)
+        component = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return means[component] + (tril[component] @ eps.unsqueeze(-1)).squeeze(-1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of codes (N, D) under the mixture; returns (N,)."""
-        diff = z.unsqueeze(1) - self.means  # (N, K, D)
+        diff = z.unsqueeze(1) - self.means  # (N, K * C, D)
         tril = self.scale_tril.expand(len(z), -1, -1, -1)
         white = torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False).squeeze(-1)
-        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
+        log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K * C,)
         features = z.shape[1]
         component = -0.5 * white.pow(2).sum(-1) - log_det - 0.5 * features * math.log(2 * math.pi)
         return torch.logsumexp(component + self.weights.log(), dim=1)
+
+
+def _kmeans(x: torch.Tensor, clusters: int, generator: torch.Generator, steps: int = 30):
+    """Cluster index (N,) of every row of x (N, D): Lloyd's algorithm from random rows."""
+    if clusters == 1:
+        return torch.zeros(len(x), dtype=torch.long)
+    centres = x[torch.randperm(len(x), generator=generator)[:clusters]]
+    for _ in range(steps):
+        assigned = torch.cdist(x, centres).argmin(1)
+        centres = torch.stack(
+            [
+                x[assigned == c].mean(0) if (assigned == c).any() else centres[c]
+                for c in range(clusters)
+            ]
+        )
+    return torch.cdist(x, centres).argmin(1)
 
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

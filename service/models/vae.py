@@ -209,6 +209,8 @@ class MLPVAEConfig:
     latent_features: int = 20
     activation: str = "elu"
     labels: tuple[str, ...] = ()
+    prior_components: int = 1
+    prior_temperature: float = 1.0
 
     def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
         pixels = self.in_channels * self.image_size[0] * self.image_size[1]
@@ -237,7 +239,8 @@ class ConvVAEConfig:
     decoder mirrors that back to a feature map for the transposed convolutions.
 
     ``labels`` (both configs): names of the classes of a ``LabelPrior`` fitted after training,
-    in component order; empty for a VAE that samples from N(0, I).
+    in order; empty for a VAE that samples from N(0, I). ``prior_components`` (Gaussians per
+    label) and ``prior_temperature`` are that prior's ``components`` and ``temperature``.
     """
 
     architecture: ClassVar[str] = "conv-vae"
@@ -253,6 +256,8 @@ class ConvVAEConfig:
     latent_features: int = 32
     activation: str = "elu"
     labels: tuple[str, ...] = ()
+    prior_components: int = 1
+    prior_temperature: float = 1.0
 
     def _dense(self, sizes: list[int]) -> list[nn.Module]:
         """Linear layers through ``sizes`` with an activation between them."""
@@ -285,4 +290,11 @@ class ConvVAEConfig:
 
 
 def _prior(config: MLPVAEConfig | ConvVAEConfig) -> LabelPrior | None:
-    return LabelPrior(len(config.labels), config.latent_features) if config.labels else None
+    if not config.labels:
+        return None
+    return LabelPrior(
+        len(config.labels),
+        config.latent_features,
+        config.prior_components,
+        config.prior_temperature,
+    )

@@ -86,3 +86,25 @@ def test_checkpoint_keeps_the_prior_and_its_labels(tmp_path, posteriors):
         tmp_path / "plain", plain.build("binomial"), plain, MNIST_NORMALISATION, "binomial"
     )
     assert load_checkpoint(tmp_path / "plain").model.prior is None
+
+
+def test_components_split_a_label_into_its_clusters():
+    # label 0 has two tight groups far apart; each of its two components fits one of them
+    generator = torch.Generator().manual_seed(5)
+    centres = torch.tensor([[-10.0, 0.0], [10.0, 5.0], [0.0, 30.0]])  # 2 groups of label 0
+    owner = torch.tensor([0] * 40 + [1] * 20 + [2] * 30)  # which centre; labels 0, 0, 1
+    mean = centres[owner] + 0.1 * torch.randn(90, 2, generator=generator)
+    labels = torch.tensor([0] * 60 + [1] * 30)
+    prior = LabelPrior(2, 2, components=2, temperature=0.5)
+    prior.fit(mean, torch.full((90, 2), -4.0), labels)
+    first = sorted(prior.means[:2].tolist())
+    expected = sorted([mean[owner == 0].mean(0).tolist(), mean[owner == 1].mean(0).tolist()])
+    np.testing.assert_allclose(first, expected, rtol=1e-5)
+    assert sorted(prior.weights[:2].tolist()) == pytest.approx([20 / 90, 40 / 90])
+    assert prior.component_labels.tolist() == [0, 0, 1, 1]
+    # at temperature 0.5 each covariance is a quarter of its group's
+    for k, centre in enumerate(prior.means[:2]):
+        group = mean[owner == int(centre[0] > 0)].double().numpy()
+        expected_cov = np.cov(group.T, bias=True) + (np.exp(-4.0) + JITTER) * np.eye(2)
+        covariance = (prior.scale_tril[k] @ prior.scale_tril[k].T).numpy()
+        np.testing.assert_allclose(covariance, 0.25 * expected_cov, rtol=1e-4)
