@@ -16,7 +16,10 @@ Scores of a set of images x_1..x_N in [0, 1], with p(y | x) the judge's softmax:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -26,6 +29,7 @@ from training.data import load_mnist_5k, random_shift, to_pixels
 JUDGE_CONFIG = CNNConfig(channels=(16, 32, 64), hidden_features=256)
 JUDGE_SEED = 2718
 CONFIDENT = 0.9
+JUDGE_CACHE = Path("bench/results/judge.safetensors")
 
 
 def train_judge(epochs: int = 12, seed: int = JUDGE_SEED, progress: bool = True) -> MnistCNN:
@@ -46,6 +50,20 @@ def train_judge(epochs: int = 12, seed: int = JUDGE_SEED, progress: bool = True)
             loss.backward()
             optimiser.step()
     return judge.eval()
+
+
+def load_or_train_judge(cache: Path | None = JUDGE_CACHE, progress: bool = True) -> MnistCNN:
+    """The judge from ``cache`` (safetensors weights) when it is there, else trained and cached
+    there: every study scores with the same judge, trained once."""
+    judge = JUDGE_CONFIG.build()
+    if cache is not None and Path(cache).is_file():
+        judge.load_state_dict(load_file(cache))
+        return judge.eval()
+    judge = train_judge(progress=progress)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, cache)
+    return judge
 
 
 @torch.no_grad()

@@ -4,9 +4,12 @@ Trains, on the same ``mnist-5k`` split and for the same number of epochs:
 - the pytorch/examples VAE recipe (784-400-20 MLP, ReLU, BCE summed over pixels + KL, Adam 1e-3,
   batch 128, raw [0, 1] inputs), and our default ``vae`` recipe, printing both held-out
   negative ELBOs (one latent sample per image, nats per image);
-- our default ``ae`` (held-out MSE in [0, 1] pixel space) and ``cnn`` (held-out accuracy).
+- our default ``ae`` (held-out MSE in [0, 1] pixel space) and ``cnn`` (held-out accuracy);
+- how recognisable the default VAE's samples are, by an independent judge (bench/judge.py),
+  with real held-out digits as the reference (bench/generation.py).
 
-Usage: ``python -m bench.training_quality [--epochs 10] [--out docs/training.md]``
+Usage: ``python -m bench.training_quality [--epochs 10] [--out docs/training.md]``;
+``--vae CHECKPOINT`` judges that checkpoint instead and rewrites only the generation section.
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from service.models import MLPVAEConfig, VariationalAutoEncoder
+from service.models import MLPVAEConfig, VariationalAutoEncoder, load_checkpoint
 from training.data import load_mnist_5k, to_pixels
 from training.train import TrainOptions, train
+
+from .generation import agreement_line, generation_rows, generation_table
+from .judge import load_or_train_judge
+
+GENERATION = "## Generation"
 
 GOALS = {"vae": "<= 110 nats, < 120 s", "ae": "<= 0.0020", "cnn": ">= 97.5%"}
 
@@ -68,11 +76,52 @@ def ours(model: str, epochs: int | None, out: Path) -> tuple[dict, float, int]:
     return {k[5:]: v for k, v in last.items() if k.startswith("test_")}, seconds, last["epoch"]
 
 
+def generation_section(checkpoint_path: Path) -> str:
+    """The judge's verdicts on a VAE checkpoint, as the Markdown section of docs/training.md."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    rows = generation_rows(checkpoint, load_or_train_judge())
+    metrics = checkpoint.metadata.get("metrics", {})
+    bound = (
+        f" Held-out negative ELBO of this checkpoint: {metrics['neg_elbo']:.1f} nats with the "
+        f"N(0, I) prior it was trained against, {metrics['neg_elbo_fitted']:.1f} nats with its "
+        "fitted prior (the model /generate samples from; KL estimated from the same latent "
+        "sample)."
+        if "neg_elbo_fitted" in metrics
+        else ""
+    )
+    return (
+        f"{GENERATION}\n\n"
+        "Judge: a classifier of its own architecture, seed and recipe (bench/judge.py), trained "
+        "on the 4,000 training digits only. Classifier score: exp(E[KL(p(y|x) || p(y))]), 10 at "
+        "best. Samples: 2,000 from the prior (seed 0); with `label`: 200 per digit. Goals: "
+        "score >= 8.5, >= 80% judged with p > 0.9, >= 95% agreement for every digit.\n\n"
+        f"{generation_table(rows)}\n\n{agreement_line(rows)}{bound}\n"
+    )
+
+
+def _with_section(text: str, section: str) -> str:
+    """``text`` with its generation section (up to the next ``## ``) replaced by ``section``."""
+    if GENERATION not in text:
+        return text.rstrip("\n") + "\n\n" + section
+    head, _, rest = text.partition(GENERATION)
+    tail = rest.find("\n## ")
+    return head + section + (rest[tail:] if tail >= 0 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs for both VAEs")
     parser.add_argument("--out", type=Path, default=Path("docs/training.md"))
+    parser.add_argument(
+        "--vae", type=Path, help="judge this VAE checkpoint only; keep the rest of --out"
+    )
     args = parser.parse_args()
+    if args.vae is not None:
+        section = generation_section(args.vae)
+        print(section)
+        text = args.out.read_text() if args.out.is_file() else "# Training quality\n"
+        args.out.write_text(_with_section(text, section))
+        return
     rows = []
     ref_elbo, ref_seconds = reference_vae(args.epochs)
     rows.append(
@@ -97,6 +146,7 @@ def main() -> None:
                 GOALS["vae"],
             )
         )
+        generation = generation_section(Path(tmp) / "vae")
         ae, seconds, epochs = ours("ae", None, Path(tmp))
         rows.append(
             ("our default `ae`", "MSE [0,1]", f"{ae['mse']:.5f}", epochs, seconds, GOALS["ae"])
@@ -131,7 +181,7 @@ def main() -> None:
         "over pixels plus KL, one latent sample per image, nats per image. Train seconds count "
         "training epochs only, not evaluation.\n\n"
         f"Machine: {machine}. Command: `python -m bench.training_quality`, run on "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n"
+        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}"
     )
     if not math.isfinite(ref_elbo):
         raise SystemExit("reference VAE diverged")

@@ -42,9 +42,11 @@ class LabelPrior(nn.Module):
         their posterior means), each fitted as above, because one Gaussian per label also
         covers the gaps between a label's styles, where codes decode to other digits.
     temperature : float
-        Scales every covariance by ``temperature ** 2`` when fitted: below 1 samples stay nearer
-        the typical codes of their cluster (sharper, less varied images); docs/training.md has
-        the measurements behind the default.
+        ``sample`` scales the noise by it (every covariance by its square): below 1 samples stay
+        nearer the typical codes of their cluster, which gives sharper, more recognisable and
+        less varied images (the temperature of Glow and NVAE). ``log_prob``, and so the
+        likelihood bound the project reports, is that of the fitted prior, at temperature 1;
+        docs/training.md has the measurements behind the default.
 
     Buffers (filled by ``fit``; a new prior is K * C copies of N(0, I) with equal weights):
     ``weights`` (K * C,) p(y) times the share of the label's images in each cluster; ``means``
@@ -98,7 +100,7 @@ class LabelPrior(nn.Module):
     def _set(self, k: int, means: torch.Tensor, variances: torch.Tensor, weight: float) -> None:
         eye = torch.eye(means.shape[1], dtype=means.dtype)
         cov = torch.cov(means.T, correction=0) + torch.diag(variances.mean(0)) + JITTER * eye
-        tril = torch.linalg.cholesky(cov) * self.temperature
+        tril = torch.linalg.cholesky(cov)
         self.means[k] = means.mean(0).to(self.means)
         self.scale_tril[k] = tril.to(self.scale_tril)
         self.weights[k] = weight
@@ -110,7 +112,7 @@ class LabelPrior(nn.Module):
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
-        Draw ``n`` latent codes (n, D), on the generator's device.
+        Draw ``n`` latent codes (n, D) at ``temperature``, on the generator's device.
 
         The generator gives the (n, D) standard normal noise first, then the components, so
         the same seed gives the same noise whatever the labels.
@@ -134,7 +136,8 @@ class LabelPrior(nn.Module):
             labels = torch.as_tensor(labels, device=device).long()
             probs = probs * (owner == labels.unsqueeze(1))  # (n, K * C)
         component = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        return means[component] + (tril[component] @ eps.unsqueeze(-1)).squeeze(-1)
+        noise = (tril[component] @ eps.unsqueeze(-1)).squeeze(-1)
+        return means[component] + self.temperature * noise
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of codes (N, D) under the mixture; returns (N,)."""

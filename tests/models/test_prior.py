@@ -58,6 +58,12 @@ def test_samples_follow_the_asked_component(posteriors):
     eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
     for i, k in enumerate([2, 0, 2, 1]):
         torch.testing.assert_close(z[i], prior.means[k] + prior.scale_tril[k] @ eps[i])
+    prior.temperature = 0.5
+    cold = prior.sample(4, torch.Generator().manual_seed(1), torch.tensor([2, 0, 2, 1]))
+    torch.testing.assert_close(
+        cold - prior.means[[2, 0, 2, 1]], 0.5 * (z - prior.means[[2, 0, 2, 1]])
+    )
+    prior.temperature = 1.0
     many = prior.sample(20000, torch.Generator().manual_seed(2))
     nearest = torch.cdist(many, prior.means).argmin(1)
     shares = torch.bincount(nearest, minlength=3) / len(many)
@@ -95,16 +101,15 @@ def test_components_split_a_label_into_its_clusters():
     owner = torch.tensor([0] * 40 + [1] * 20 + [2] * 30)  # which centre; labels 0, 0, 1
     mean = centres[owner] + 0.1 * torch.randn(90, 2, generator=generator)
     labels = torch.tensor([0] * 60 + [1] * 30)
-    prior = LabelPrior(2, 2, components=2, temperature=0.5)
+    prior = LabelPrior(2, 2, components=2)
     prior.fit(mean, torch.full((90, 2), -4.0), labels)
     first = sorted(prior.means[:2].tolist())
     expected = sorted([mean[owner == 0].mean(0).tolist(), mean[owner == 1].mean(0).tolist()])
     np.testing.assert_allclose(first, expected, rtol=1e-5)
     assert sorted(prior.weights[:2].tolist()) == pytest.approx([20 / 90, 40 / 90])
     assert prior.component_labels.tolist() == [0, 0, 1, 1]
-    # at temperature 0.5 each covariance is a quarter of its group's
     for k, centre in enumerate(prior.means[:2]):
         group = mean[owner == int(centre[0] > 0)].double().numpy()
         expected_cov = np.cov(group.T, bias=True) + (np.exp(-4.0) + JITTER) * np.eye(2)
         covariance = (prior.scale_tril[k] @ prior.scale_tril[k].T).numpy()
-        np.testing.assert_allclose(covariance, 0.25 * expected_cov, rtol=1e-4)
+        np.testing.assert_allclose(covariance, expected_cov, rtol=1e-4)
