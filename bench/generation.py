@@ -62,3 +62,33 @@ def agreement_line(rows: list[tuple[str, dict]]) -> str:
             shares = ", ".join(f"{d}: {100 * a:.1f}%" for d, a in enumerate(v["agreement"]))
             return f"Agreement with the requested digit, per digit: {shares}."
     return ""
+
+
+def save_sample_grids(checkpoint: Checkpoint, path) -> None:
+    """A PNG: 40 samples from N(0, I), 40 from the fitted prior, and 8 of every label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from torchvision.utils import make_grid
+
+    model = checkpoint.model.eval()
+    panels = [
+        ("N(0, I), the prior it was trained against", prior_samples(model, 40, SEED, None, True))
+    ]
+    if model.prior is not None:
+        panels.append(("its fitted prior (what /generate samples)", prior_samples(model, 40, SEED)))
+        labels = torch.arange(model.prior.labels).repeat(8)
+        panels.append(
+            ("label 0..9, one column each", prior_samples(model, len(labels), SEED, labels))
+        )
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
+    for ax, (title, images) in zip(list(axes) if len(panels) > 1 else [axes], panels, strict=True):
+        ax.imshow(
+            make_grid(images, nrow=10 if "label" in title else 8, pad_value=0.5)[0], cmap="gray"
+        )
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

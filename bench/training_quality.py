@@ -29,10 +29,11 @@ from service.models import MLPVAEConfig, VariationalAutoEncoder, load_checkpoint
 from training.data import load_mnist_5k, to_pixels
 from training.train import TrainOptions, train
 
-from .generation import agreement_line, generation_rows, generation_table
+from .generation import agreement_line, generation_rows, generation_table, save_sample_grids
 from .judge import load_or_train_judge
 
 GENERATION = "## Generation"
+SAMPLES_PNG = Path("docs/images/vae-samples-by-prior.png")
 
 GOALS = {"vae": "<= 110 nats, < 120 s", "ae": "<= 0.0020", "cnn": ">= 97.5%"}
 
@@ -80,12 +81,14 @@ def generation_section(checkpoint_path: Path) -> str:
     """The judge's verdicts on a VAE checkpoint, as the Markdown section of docs/training.md."""
     checkpoint = load_checkpoint(checkpoint_path)
     rows = generation_rows(checkpoint, load_or_train_judge())
+    SAMPLES_PNG.parent.mkdir(parents=True, exist_ok=True)
+    save_sample_grids(checkpoint, SAMPLES_PNG)
     metrics = checkpoint.metadata.get("metrics", {})
     bound = (
         f" Held-out negative ELBO of this checkpoint: {metrics['neg_elbo']:.1f} nats with the "
         f"N(0, I) prior it was trained against, {metrics['neg_elbo_fitted']:.1f} nats with its "
-        "fitted prior (the model /generate samples from; KL estimated from the same latent "
-        "sample)."
+        "fitted prior (KL estimated from the same latent sample; the density at temperature 1, "
+        "which /generate samples at the config's `prior_temperature`)."
         if "neg_elbo_fitted" in metrics
         else ""
     )
@@ -95,7 +98,8 @@ def generation_section(checkpoint_path: Path) -> str:
         "on the 4,000 training digits only. Classifier score: exp(E[KL(p(y|x) || p(y))]), 10 at "
         "best. Samples: 2,000 from the prior (seed 0); with `label`: 200 per digit. Goals: "
         "score >= 8.5, >= 80% judged with p > 0.9, >= 95% agreement for every digit.\n\n"
-        f"{generation_table(rows)}\n\n{agreement_line(rows)}{bound}\n"
+        f"{generation_table(rows)}\n\n{agreement_line(rows)}{bound}\n\n"
+        f"![samples]({SAMPLES_PNG.relative_to('docs')})\n"
     )
 
 
