@@ -112,6 +112,14 @@ def _with_section(text: str, section: str) -> str:
     return head + section + (rest[tail:] if tail >= 0 else "")
 
 
+def _hand_written(path: Path) -> str:
+    """The sections of an existing ``path`` after the generated ones, kept on rewrites."""
+    text = path.read_text() if path.is_file() else ""
+    sections = text.split("\n## ")[1:]
+    kept = [s for s in sections if not s.startswith(GENERATION[3:])]
+    return "".join(f"\n## {s.rstrip()}\n" for s in kept)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs for both VAEs")
@@ -185,7 +193,7 @@ def main() -> None:
         "over pixels plus KL, one latent sample per image, nats per image. Train seconds count "
         "training epochs only, not evaluation.\n\n"
         f"Machine: {machine}. Command: `python -m bench.training_quality`, run on "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}"
+        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}{_hand_written(args.out)}"
     )
     if not math.isfinite(ref_elbo):
         raise SystemExit("reference VAE diverged")
