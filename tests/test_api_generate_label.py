@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from service.client import AsyncUnconvClient, UnconvError
 from service.models import MNIST_NORMALISATION, ConvVAEConfig, save_checkpoint
 
 LATENT = 4
@@ -117,3 +118,15 @@ async def test_openapi_documents_the_label_range(client):
         256,
     )
     assert "labels" in schemas["ModelInfo"]["properties"]
+
+
+async def test_the_client_sends_label_and_labels(client):
+    api = AsyncUnconvClient(http=client)
+    body = await api.generate(n=2, seed=9, model="digits", format="json", label=1)
+    eps = torch.randn(2, LATENT, generator=torch.Generator().manual_seed(9)).numpy()
+    np.testing.assert_allclose([i["z"] for i in body["images"]], 10.0 + SCALE * eps, rtol=1e-5)
+    array = await api.generate(seed=1, model="digits", format="npy", labels=[0, 2, 2])
+    assert array.shape == (3, 1, 28, 28)
+    with pytest.raises(UnconvError) as err:
+        await api.generate(model="vae", label=0)
+    assert err.value.status == 422 and "has no labels" in err.value.detail
