@@ -299,7 +299,8 @@ def train(options: TrainOptions) -> TrainResult:
         )
         seconds = time.perf_counter() - started
         if rank == 0:
-            if recipe.kind == "vae":
+            if recipe.kind == "vae" and epoch == recipe.epochs:
+                # once, at the end: the fit costs seconds; earlier checkpoints keep N(0, I)
                 fit_prior(model, train_set.inputs, splits.train_labels, device)
             metrics = evaluate(
                 model,

@@ -155,15 +155,16 @@ def _kmeans(x: torch.Tensor, clusters: int, generator: torch.Generator, steps: i
     if clusters == 1:
         return torch.zeros(len(x), dtype=torch.long)
     centres = x[torch.randperm(len(x), generator=generator)[:clusters]]
+    assigned = torch.cdist(x, centres).argmin(1)
     for _ in range(steps):
-        assigned = torch.cdist(x, centres).argmin(1)
-        centres = torch.stack(
-            [
-                x[assigned == c].mean(0) if (assigned == c).any() else centres[c]
-                for c in range(clusters)
-            ]
-        )
-    return torch.cdist(x, centres).argmin(1)
+        members = torch.nn.functional.one_hot(assigned, clusters).to(x.dtype)  # (N, C)
+        counts = members.sum(0).unsqueeze(1)
+        # an empty cluster keeps its centre
+        centres = torch.where(counts > 0, members.T @ x / counts.clamp_min(1), centres)
+        previous, assigned = assigned, torch.cdist(x, centres).argmin(1)
+        if torch.equal(previous, assigned):
+            break
+    return assigned
 
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
