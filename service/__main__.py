@@ -6,11 +6,11 @@ import logging
 
 import uvicorn
 
-from .settings import Settings
+from .settings import load_settings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -16,6 +16,13 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import __version__
+from .contract import (
+    MODEL_ROUTE_ERRORS,
+    UPLOAD_ROUTE_ERRORS,
+    error_responses,
+    image_responses,
+    install_openapi,
+)
 from .encoding import NPY_MEDIA_TYPE
 from .errors import ServiceError, error_response, install_error_handlers
 from .forms import openapi_form, read_form
@@ -26,7 +33,6 @@ from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .registry import ServedModel
 from .runtime import keep_freed_memory
 from .schemas import (
-    ErrorResponse,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
@@ -36,25 +42,10 @@ from .schemas import (
     VisualiseForm,
     VisualiseResponse,
 )
-from .settings import Settings
+from .settings import Settings, load_settings
 from .state import ServiceState
 
 log = logging.getLogger("unconv")
-
-
-def _errors(*codes: int) -> dict:
-    return {code: {"model": ErrorResponse} for code in (*codes, 401, 503)}
-
-
-def _images(json_model=None, npy: bool = True) -> dict:
-    content = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
-    if json_model is not None:
-        content["application/json"] = {
-            "schema": {"$ref": f"#/components/schemas/{json_model.__name__}"}
-        }
-    if npy:
-        content[NPY_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
-    return {200: {"content": content, "description": "PNG (default), JSON or .npy by `format`"}}
 
 
 # dependencies are async on purpose: FastAPI runs a sync one in a worker thread
@@ -112,7 +103,8 @@ def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None
     "/visualise",
     tags=["models"],
     response_class=Response,
-    responses=_images(VisualiseResponse) | _errors(400, 404, 413, 415, 422, 504),
+    responses=image_responses(VisualiseResponse, (NPY_MEDIA_TYPE,))
+    | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(VisualiseForm, "PNG, JPEG or WebP image"),
 )
 async def visualise(request: Request, service: Service) -> Response:
@@ -132,7 +124,7 @@ async def visualise(request: Request, service: Service) -> Response:
     "/reconstruct",
     tags=["models"],
     response_class=Response,
-    responses=_images(ReconstructResponse, npy=False) | _errors(400, 404, 413, 415, 422, 504),
+    responses=image_responses(ReconstructResponse, ()) | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(ReconstructForm, "One or more images (repeat the field)", many=True),
 )
 async def reconstruct(request: Request, service: Service) -> Response:
@@ -154,7 +146,8 @@ async def reconstruct(request: Request, service: Service) -> Response:
     "/generate",
     tags=["models"],
     response_class=Response,
-    responses=_images(GenerateResponse) | _errors(404, 422, 504),
+    responses=image_responses(GenerateResponse, (NPY_MEDIA_TYPE,))
+    | error_responses(*MODEL_ROUTE_ERRORS),
 )
 async def generate(body: GenerateRequest, request: Request, service: Service) -> Response:
     """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
@@ -164,7 +157,12 @@ async def generate(body: GenerateRequest, request: Request, service: Service) ->
     return await service.run(served, ("generate",), job, len(z), request)
 
 
-@router.get("/models", tags=["models"], response_model=ModelsResponse, responses=_errors())
+@router.get(
+    "/models",
+    tags=["models"],
+    response_model=ModelsResponse,
+    responses=error_responses(401, 500),
+)
 async def models(service: Service) -> ModelsResponse:
     """Every servable model and network, whether it is available, and why not."""
     return ModelsResponse(models=[m.info() for m in service.models.values()])
@@ -177,7 +175,7 @@ async def live() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-@health.get("/readyz", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
+@health.get("/readyz", response_model=HealthResponse, responses=error_responses(503))
 @health.get("/v2/health/ready", response_model=HealthResponse, include_in_schema=False)
 async def ready(service: Service):
     """Readiness: every available model is loaded and the service is not shutting down."""
@@ -226,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    install_openapi(app)
     # the model routes first: they are the busy ones, and routes match in order. The key check
     # is there only when a key is set, so that the docs show a key only when one is needed.
     app.include_router(
@@ -245,4 +244,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+# `uvicorn service.api:app` builds the app at import: a bad setting exits here with one line
+app = create_app(load_settings())

@@ -24,6 +24,9 @@ _CODES = {
     504: "timeout",
 }
 
+# what FastAPI answers when a JSON body cannot be parsed for another reason than its syntax
+_FASTAPI_UNPARSED_BODY = "There was an error parsing the body"
+
 
 class ServiceError(Exception):
     """A request that cannot be answered, with its status, stable code and a helpful detail."""
@@ -60,6 +63,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: HTTPException):
         code = _CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and detail == _FASTAPI_UNPARSED_BODY:
+            # a JSON body that is not UTF-8 or nests deeper than the parser goes; broken JSON
+            # is a 422 already, and so is this
+            return error_response(
+                422,
+                "invalid_parameters",
+                "body: not a JSON document (UTF-8, nested at most a few hundred levels deep)",
+            )
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}; see /docs"
         return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))

@@ -67,7 +67,9 @@ async def read_form(
         raise _invalid_parameters(f"{file_field}: {given}")
     for upload in uploads:
         if not upload.data:
-            raise ServiceError(400, "invalid_image", f"the upload {upload.filename!r} is empty")
+            raise ServiceError(
+                400, "invalid_image", f"the upload {upload.filename or file_field!r} is empty"
+            )
     return fields, uploads
 
 
@@ -127,13 +129,14 @@ def _add_part(form: Form, section: bytes) -> None:
     if disposition != b"form-data" or b"name" not in params:
         raise _malformed('a part lacks the header Content-Disposition: form-data; name="..."')
     name = params[b"name"].decode("utf-8", "replace")
-    if b"filename" in params:
-        content_type = headers.get(b"content-type")
+    content_type = headers.get(b"content-type")
+    # a file part has a filename, or at least a type other than text (RFC 7578 4.2, 4.4)
+    if b"filename" in params or not (content_type or b"text/plain").startswith(b"text/"):
         form.files.setdefault(name, []).append(
             Upload(
                 data,
                 content_type.decode("latin-1") if content_type else None,
-                params[b"filename"].decode("utf-8", "replace"),
+                params.get(b"filename", b"").decode("utf-8", "replace") or None,
             )
         )
         return
@@ -152,16 +155,37 @@ def _invalid_parameters(detail: str) -> ServiceError:
     return ServiceError(422, "invalid_parameters", detail)
 
 
+IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp"
+
+
 def openapi_form(model: type[BaseModel], files: str, many: bool = False) -> dict:
     """The OpenAPI ``requestBody`` of a route that reads its form with ``read_form``."""
     schema = model.model_json_schema()
-    binary = {"type": "string", "format": "binary", "description": files}
-    file = {"type": "array", "items": binary, "description": files} if many else binary
+    for field in schema["properties"].values():
+        _drop_null(field)
+    binary = {"type": "string", "format": "binary", "minLength": 1, "description": files}
+    file = (
+        {"type": "array", "items": binary, "minItems": 1, "description": files} if many else binary
+    )
     schema["properties"] = {"file": file, **schema["properties"]}
     schema["required"] = ["file", *schema.get("required", [])]
     return {
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": schema}},
+            "content": {
+                "multipart/form-data": {
+                    "schema": schema,
+                    "encoding": {"file": {"contentType": IMAGE_MEDIA_TYPES}},
+                }
+            },
         }
     }
+
+
+def _drop_null(field: dict) -> None:
+    """A form field cannot be null: it is absent (or empty) when not given."""
+    options = [option for option in field.pop("anyOf", []) if option.get("type") != "null"]
+    if len(options) == 1:
+        field.update(options[0])
+    elif options:
+        field["anyOf"] = options

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 MAX_GENERATE = 256
 MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
 ImageFormat = Literal["png", "json", "npy"]
-LatentMean = Annotated[float, Field(allow_inf_nan=False, ge=-1e4, le=1e4)]
-LatentLogVar = Annotated[float, Field(allow_inf_nan=False, ge=-30, le=30)]
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0, but not `true` or "3" (forms, being text, are lax)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+# JSON numbers are strict: `true` and "1" are not numbers
+LatentMean = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e4, le=1e4)]
+LatentLogVar = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-30, le=30)]
+# one latent vector; its length must be the model's latent size (GET /models: latent_size)
+MeanVector = Annotated[list[LatentMean], Field(min_length=1)]
+LogVarVector = Annotated[list[LatentLogVar], Field(min_length=1)]
 
 
 class ErrorResponse(BaseModel):
@@ -97,9 +112,9 @@ class Interpolation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: list[LatentMean]
-    end: list[LatentMean]
-    steps: int = Field(8, ge=2, le=MAX_GENERATE)
+    start: MeanVector
+    end: MeanVector
+    steps: JsonInt = Field(8, ge=2, le=MAX_GENERATE)
 
 
 class GenerateRequest(BaseModel):
@@ -117,18 +132,16 @@ class GenerateRequest(BaseModel):
     )
 
     model: str = "vae"
-    n: int = Field(8, ge=1, le=MAX_GENERATE, description="Number of images")
-    seed: int | None = Field(
+    n: JsonInt = Field(8, ge=1, le=MAX_GENERATE, description="Number of images")
+    seed: Annotated[int, Field(ge=0, lt=2**63), BeforeValidator(_json_integer)] | None = Field(
         None,
-        ge=0,
-        lt=2**63,
         description="Same seed and inputs give the same images; when absent one is drawn "
         "and returned (JSON) or sent in the X-Seed header",
     )
-    mean: list[list[LatentMean]] | None = Field(
+    mean: list[MeanVector] | None = Field(
         None, min_length=1, max_length=MAX_GENERATE, description="Latent means: 1 or n vectors"
     )
-    log_var: list[list[LatentLogVar]] | None = Field(
+    log_var: list[LogVarVector] | None = Field(
         None, min_length=1, max_length=MAX_GENERATE, description="Latent log-variances: 1 or n"
     )
     interpolate: Interpolation | None = None

@@ -1,31 +1,40 @@
-"""Service settings: one typed object, read from ``UNCONV_*`` environment variables."""
+"""Service settings: one typed object, read from ``UNCONV_*`` environment variables.
+
+Every value is checked when the settings are read, at start; ``load_settings`` turns a bad one
+into one line that names the variable, the value and what is allowed, and exit status 2.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "UNCONV_"
+CONFIG_ERROR_STATUS = 2  # as argparse exits for a bad command line
 
 
 class Settings(BaseSettings):
     """Every knob of the service. Each field is the environment variable ``UNCONV_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="UNCONV_", extra="ignore")
+    # an empty variable (`UNCONV_X=` in a compose or .env file) means the default
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     checkpoint_dir: Path = Field(
         Path("checkpoints"), description="Directory of <name>.json + <name>.safetensors checkpoints"
     )
     networks: Annotated[list[str], NoDecode] = Field(
         ["alexnet", "vgg16"],
-        description="torchvision networks served by /visualise (comma-separated)",
+        description="torchvision networks served by /visualise (comma-separated; none for none)",
     )
     allow_download: bool = Field(
         False, description="Download missing torchvision weights into $TORCH_HOME at start-up"
     )
-    device: Literal["auto", "cpu", "cuda"] | str = Field(
-        "auto", description="Where models run: auto picks CUDA when present"
+    device: str = Field(
+        "auto", description="Where models run: auto (CUDA when present), cpu, cuda or cuda:N"
     )
     host: str = Field("127.0.0.1", description="Address `python -m service` binds to")
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m service` listens on")
@@ -82,5 +91,48 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            # an empty variable is the default; `none` is the empty list
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            return [] if parts == ["none"] else parts
         return value
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu"):
+            return value
+        import torch  # only here: the package sets OpenMP variables before torch loads
+
+        try:
+            device = torch.device(value)
+        except RuntimeError:
+            device = None
+        if device is None or device.type != "cuda":
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError("CUDA is not available on this machine; use auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"this machine has CUDA devices cuda:0 to cuda:{count - 1}")
+        return value
+
+
+def describe_settings_error(err: ValidationError) -> list[str]:
+    """One line per bad variable: its name, the value given and what is allowed."""
+    lines = []
+    for error in err.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"][:1]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}={error['input']!r} is invalid: {message}")
+    return lines
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a bad value exits with status 2 and one line."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        for line in describe_settings_error(err):
+            print(f"unconv: configuration error: {line}", file=sys.stderr)
+        raise SystemExit(CONFIG_ERROR_STATUS) from None

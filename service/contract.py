@@ -1,0 +1,203 @@
+"""The OpenAPI document: every answer a route can give, and the constraints of the served models.
+
+FastAPI derives the request and response bodies from ``schemas.py``. What it cannot derive is
+added here: each error status a route returns, with its stable codes and headers, and, once the
+models are loaded, what the served models accept (their names, the layers, channels and ``k`` of
+each network, the latent size of each VAE), so that a request the document calls valid is one
+the service answers with 2xx.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from .schemas import ErrorResponse
+
+# every error code a status may carry; README lists the same
+ERROR_CODES = {
+    400: ("invalid_image", "invalid_form"),
+    401: ("unauthorized",),
+    404: ("unknown_model",),
+    413: ("payload_too_large", "image_too_large"),
+    415: ("unsupported_media_type",),
+    422: ("invalid_parameters",),
+    499: ("client_closed_request",),
+    500: ("internal_error",),
+    503: ("not_ready", "model_unavailable", "overloaded", "shutting_down"),
+    504: ("timeout",),
+}
+_MEANING = {
+    400: "The image cannot be decoded, or the form body is malformed",
+    401: "The X-API-Key header is missing or wrong (only when UNCONV_API_KEY is set)",
+    404: "No model of that name",
+    413: "The body, an image's pixel count or the number of files is over its limit",
+    415: "Not a multipart form, or the upload is not a PNG, JPEG or WebP image",
+    422: "A parameter is invalid; `detail` names it and what is allowed",
+    499: "The client disconnected before the answer was ready (it never sees this)",
+    500: "A bug; it has been logged",
+    503: "Not ready, the model is unavailable, the queue is full, or shutting down",
+    504: "The request's deadline (UNCONV_REQUEST_TIMEOUT_S) passed before it ran",
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`ApiKey`", "schema": {"type": "string"}}},
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+}
+MODEL_ROUTE_ERRORS = (401, 404, 413, 422, 499, 500, 503, 504)
+UPLOAD_ROUTE_ERRORS = (400, 415, *MODEL_ROUTE_ERRORS)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each with the JSON error body."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(statuses):
+        codes = ", ".join(f"`{code}`" for code in ERROR_CODES[status])
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": f"{_MEANING[status]} (error {codes})",
+        }
+        if status in _HEADERS:
+            responses[status]["headers"] = _HEADERS[status]
+    return responses
+
+
+def image_responses(json_model: type, media_types: tuple[str, ...]) -> dict[int, dict]:
+    """The 200 answer of a model route: PNG, ``json_model`` as JSON, or other binary types."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content = {"image/png": binary} | {media: binary for media in media_types}
+    return {
+        200: {
+            "model": json_model,
+            "content": content,
+            "description": "PNG (default), JSON or .npy, chosen by `format`",
+        }
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve a document narrowed to the models of the running service (``app.state.service``).
+
+    Until the models are loaded the generic document is served; after, the narrowed one is
+    built once and kept.
+    """
+    generic: Callable[[], dict] = app.openapi
+    kept: dict[int, dict] = {}
+
+    def openapi() -> dict:
+        service = getattr(app.state, "service", None)
+        if service is not None and id(service) in kept:
+            return kept[id(service)]
+        spec = copy.deepcopy(generic())
+        generate = spec["components"]["schemas"].get("GenerateRequest")
+        if generate is not None:
+            generate.setdefault("allOf", []).append(_INTERPOLATE_ALONE)
+        if service is None:
+            return spec
+        narrow(spec, service.models.values(), service.settings)
+        if service.ready:
+            kept.clear()
+            kept[id(service)] = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def narrow(spec: dict, models, settings) -> dict:
+    """Constrain ``spec`` to what ``models`` accept. Mutates and returns ``spec``."""
+    models = list(models)
+    paths = spec["paths"]
+    if "/visualise" in paths:
+        _narrow_visualise(_form_schema(paths["/visualise"]), models)
+    if "/reconstruct" in paths:
+        form = _form_schema(paths["/reconstruct"])
+        form["properties"]["model"]["enum"] = _names(models, "reconstruct")
+        form["properties"]["file"]["maxItems"] = settings.max_files
+    if "GenerateRequest" in spec["components"]["schemas"]:
+        _narrow_generate(spec["components"]["schemas"]["GenerateRequest"], models)
+    return spec
+
+
+def _form_schema(path: dict) -> dict:
+    return path["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+
+
+def _names(models, endpoint: str) -> list[str]:
+    return sorted(m.name for m in models if endpoint in m.endpoints)
+
+
+def _narrow_visualise(form: dict, models) -> None:
+    """One branch per layer of each loaded network: the layer, its channels and its ``k``."""
+    default = form["properties"]["network"].get("default")
+    networks = [m for m in models if "visualise" in m.endpoints]
+    form["properties"]["network"]["enum"] = sorted(m.name for m in networks)
+    branches = []
+    for model in sorted(networks, key=lambda m: m.name):
+        named = {"network": {"const": model.name}}
+        required = [] if model.name == default else ["network"]
+        if not model.layer_shapes:  # not loaded: any layer, answered 503
+            branches.append({"properties": named, "required": required})
+            continue
+        for layer, (c, h, w) in enumerate(model.layer_shapes, start=1):
+            fixed = named | {"layer": {"const": layer}}
+            branches.append(_layer_branch(fixed, required, c * h * w, channels=None))
+            branches.append(_layer_branch(fixed, required, h * w, channels=c))
+    form["anyOf"] = branches
+
+
+def _layer_branch(fixed: dict, required: list[str], candidates: int, channels: int | None):
+    """Requests for one layer: with ``channels``, the top-k of one feature map of
+    ``candidates`` activations; without, the top-k of all ``candidates``."""
+    properties = fixed | {"k": {"maximum": candidates}}
+    needs = [*required]
+    if candidates < 9:  # the default k=9 does not fit: k must be given
+        needs.append("k")
+    branch: dict[str, Any] = {"properties": properties}
+    if channels is None:
+        branch["not"] = {"required": ["channel"]}
+    else:
+        properties["channel"] = {"maximum": channels - 1}
+        needs.append("channel")
+    branch["required"] = needs
+    return branch
+
+
+def _narrow_generate(schema: dict, models) -> None:
+    """The VAEs by name, each with its latent size."""
+    vaes = [m for m in models if "generate" in m.endpoints]
+    properties = schema["properties"]
+    properties["model"]["enum"] = sorted(m.name for m in vaes)
+    default = properties["model"].get("default")
+    branches = []
+    for model in sorted(vaes, key=lambda m: m.name):
+        branch: dict[str, Any] = {
+            "properties": {"model": {"const": model.name}},
+            "required": [] if model.name == default else ["model"],
+        }
+        size = model.latent_size
+        if size is not None:
+            vector = {"type": "array", "minItems": size, "maxItems": size}
+            vectors = {"anyOf": [{"type": "array", "items": vector}, {"type": "null"}]}
+            line = {"type": "object", "properties": {"start": vector, "end": vector}}
+            branch["properties"] |= {
+                "mean": vectors,
+                "log_var": vectors,
+                "interpolate": {"anyOf": [line, {"type": "null"}]},
+            }
+        branches.append(branch)
+    schema["anyOf"] = branches
+
+
+# interpolate (when not null) leaves mean and log_var absent or null
+_INTERPOLATE_ALONE = {
+    "if": {"properties": {"interpolate": {"type": "object"}}, "required": ["interpolate"]},
+    "then": {"properties": {"mean": {"type": "null"}, "log_var": {"type": "null"}}},
+}
