@@ -37,6 +37,7 @@ ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     TORCH_HOME=/opt/torch \
     UNCONV_HOST=0.0.0.0 \
     UNCONV_PORT=8000 \

@@ -18,8 +18,10 @@ from service.models import (
     ConvAEConfig,
     ConvVAEConfig,
     save_checkpoint,
+    torchvision_nets,
 )
 from service.settings import Settings
+from tests.fake_weights import own_hash_published
 from tests.helpers import ExecutorGate
 
 SMALL = {
@@ -66,6 +68,9 @@ def hub_dir(tmp_path_factory):
 @pytest.fixture
 def torch_home(hub_dir, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(hub_dir))
+    # the random weights stand in for the published file (tests/fake_weights.py)
+    weights = TORCHVISION_NETWORKS["alexnet"].weights_path
+    monkeypatch.setattr(torchvision_nets, "_published", own_hash_published(weights))
     return hub_dir
 
 

@@ -26,7 +26,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(checkpoint_dir, **env) -> tuple[subprocess.Popen, str]:
+def start_service(checkpoint_dir, module="service", **env) -> tuple[subprocess.Popen, str]:
     """``python -m service`` on a free port, as a user starts it; returns once it is ready."""
     port = _free_port()
     env = {
@@ -36,7 +36,7 @@ def start_service(checkpoint_dir, **env) -> tuple[subprocess.Popen, str]:
         "UNCONV_NETWORKS": "",
     } | env
     server = subprocess.Popen(
-        [sys.executable, "-m", "service"],
+        [sys.executable, "-m", module],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -58,7 +58,11 @@ def start_service(checkpoint_dir, **env) -> tuple[subprocess.Popen, str]:
 @pytest.fixture(scope="module")
 def client(checkpoint_dir, hub_dir):
     server, url = start_service(
-        checkpoint_dir, TORCH_HOME=str(hub_dir), UNCONV_NETWORKS="alexnet", UNCONV_API_KEY="k"
+        checkpoint_dir,
+        "tests.fake_weights",  # python -m service, trusting conftest's random AlexNet weights
+        TORCH_HOME=str(hub_dir),
+        UNCONV_NETWORKS="alexnet",
+        UNCONV_API_KEY="k",
     )
     try:
         with UnconvClient(url, api_key="k") as client:

@@ -1,11 +1,16 @@
 """ImageNet networks from torchvision, whose feature stacks the deconvnet visualises.
 
 Weights come from torchvision's own cache (``$TORCH_HOME/hub/checkpoints``), so a file put there
-once works offline; they are downloaded only when the caller allows it.
+once works offline; they are downloaded only when the caller allows it. Either way the file's
+SHA-256 must start with the prefix torchvision publishes in its name (``alexnet-owt-7be5be79``),
+and it is read with ``weights_only=True``: tensors only, nothing in it runs as code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +25,10 @@ IMAGENET_NORMALISATION = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0
 
 
 class WeightsUnavailable(RuntimeError):
-    """The pretrained weights are neither cached nor allowed to be downloaded."""
+    """The pretrained weights are neither cached nor allowed to be downloaded, or refused."""
+
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # as torch.hub names the files it checks
 
 
 @dataclass(frozen=True)
@@ -73,15 +81,46 @@ def load_torchvision_network(
     spec = TORCHVISION_NETWORKS[name]
     model = spec.builder(weights=None)
     path = Path(weights_file) if weights_file is not None else spec.weights_path
-    if path.is_file():
-        # a plain state dict of tensors: nothing in it is unpickled as code
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    elif allow_download:
-        state = spec.weights.get_state_dict(progress=False)
-    else:
-        raise WeightsUnavailable(
-            f"{name} weights not found at {path}; put torchvision's {path.name} there "
-            "or set UNCONV_ALLOW_DOWNLOAD=1 to download it"
-        )
-    model.load_state_dict(state)
+    if not path.is_file():
+        if not allow_download:
+            raise WeightsUnavailable(
+                f"{name} weights not found at {path}; put torchvision's {path.name} there "
+                "or set UNCONV_ALLOW_DOWNLOAD=1 to download it"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # checks the hash as it downloads, and moves the file into place only when it matches
+        torch.hub.download_url_to_file(spec.weights.url, str(path), hash_prefix=_published(path))
+    model.load_state_dict(read_published_weights(path))
     return model.eval()
+
+
+def _published(path: Path) -> str:
+    match = _HASH_PREFIX.search(path.name)
+    if match is None:
+        raise WeightsUnavailable(f"{path.name} carries no published hash in its name")
+    return match.group(1)
+
+
+def read_published_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, once its SHA-256 matches the prefix in its name.
+
+    Raises
+    ------
+    WeightsUnavailable
+        When the hash differs, or the file holds anything but tensors.
+    """
+    expected = _published(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    if not digest.hexdigest().startswith(expected):
+        raise WeightsUnavailable(
+            f"{path} is not the published file: its SHA-256 starts with "
+            f"{digest.hexdigest()[: len(expected)]}, not {expected}; delete it and download "
+            "it again (UNCONV_ALLOW_DOWNLOAD=1)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise WeightsUnavailable(f"{path} is not a plain state dict of tensors: {err}") from None
