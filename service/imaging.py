@@ -109,7 +109,7 @@ def _too_large(what: str, max_pixels: int) -> ServiceError:
 
 def to_input(image: Image.Image, spec: ImageSpec) -> torch.Tensor:
     """A decoded image as a normalised (1, C, size, size) float32 network input."""
-    image = image.convert("L" if spec.channels == 1 else "RGB")
+    image = _eight_bit(image).convert("L" if spec.channels == 1 else "RGB")
     if image.size != (spec.size, spec.size):
         # resampling only the centre box costs less than resizing all and cropping after
         box = None if spec.resize is None else _centre_box(image.size, spec.resize, spec.size)
@@ -118,6 +118,17 @@ def to_input(image: Image.Image, spec: ImageSpec) -> torch.Tensor:
     # (C, H, W) with plain strides: permuted views can make convolutions pick channels-last
     pixels = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) / 255.0)
     return spec.normalisation.normalise(pixels.unsqueeze(0))
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greys scaled to 8 bits (Pillow's convert clips them at 255), and palettes with
+    transparency through RGBA (as Pillow asks, with a warning, to convert them)."""
+    if image.mode.startswith("I"):  # I;16, I;16B, I: a 16-bit PNG's range
+        grey = np.asarray(image, dtype=np.float32) / 257.0
+        return Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")
+    return image
 
 
 def _centre_box(size: tuple[int, int], resize: int, crop: int) -> tuple[float, ...]:

@@ -8,6 +8,7 @@ and it is read with ``weights_only=True``: tensors only, nothing in it runs as c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import re
@@ -110,17 +111,25 @@ def read_published_weights(path: Path) -> dict[str, torch.Tensor]:
         When the hash differs, or the file holds anything but tensors.
     """
     expected = _published(path)
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    if not digest.hexdigest().startswith(expected):
+    stat = path.stat()
+    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if not digest.startswith(expected):
         raise WeightsUnavailable(
             f"{path} is not the published file: its SHA-256 starts with "
-            f"{digest.hexdigest()[: len(expected)]}, not {expected}; delete it and download "
+            f"{digest[: len(expected)]}, not {expected}; delete it and download "
             "it again (UNCONV_ALLOW_DOWNLOAD=1)"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise WeightsUnavailable(f"{path} is not a plain state dict of tensors: {err}") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """The file's SHA-256, once per version of the file (size and mtime are part of the key)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
