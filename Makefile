@@ -1,23 +1,38 @@
 # unconv: two commands for a new user.
 #   make serve   create the environment, train missing default checkpoints, start the service
 #   make test    lint and run the whole test suite
-# Everything lands in .venv; `make clean` removes it.
+#   make stress  fuzz the API at length, soak it with 20,000+ requests, audit the dependencies
+#   make lock    regenerate the pinned requirements/*.txt from pyproject.toml
+# Everything lands in .venv; `make clean` removes it. Installs follow the lock files, so an
+# upstream release cannot change what CI runs.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.serve-installed
 CHECKPOINTS ?= $(or $(UNCONV_CHECKPOINT_DIR),checkpoints)
+PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url \
+	--no-emit-find-links
 
-.PHONY: serve test lint pytest bench clean
+.PHONY: serve test lint pytest bench stress lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
 
-serve: $(STAMP)
+# serving only: the service, training and their dependencies, no dev tools
+$(SERVE_STAMP): requirements/serve.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/serve.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(SERVE_STAMP)
+
+$(STAMP): requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP) $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/python -m training defaults --out $(CHECKPOINTS)
 	UNCONV_CHECKPOINT_DIR=$(CHECKPOINTS) $(BIN)/python -m service
 
@@ -37,6 +52,14 @@ bench: $(STAMP)
 		|| echo "wrk is missing: the loads fall back to the httpx generator"
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+stress: $(STAMP)
+	$(BIN)/python -m bench.stress
+
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"
+	$(PIP_COMPILE) --output-file requirements/serve.txt pyproject.toml requirements/torch.in
+	$(PIP_COMPILE) --extra dev --output-file requirements/dev.txt pyproject.toml requirements/torch.in
 
 clean:
 	rm -rf $(VENV)
