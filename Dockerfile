@@ -18,13 +18,20 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
+COPY requirements ./requirements
 COPY service ./service
 COPY training ./training
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# the pinned serving dependencies (make lock); the CPU variant takes the same torch release
+# from PyTorch's CPU index and leaves out the CUDA libraries
 RUN if [ "$VARIANT" = "cpu" ]; then \
-        pip install "torch>=2.3,<2.15" "torchvision>=0.18,<0.30" --index-url "$TORCH_CPU_INDEX"; \
+        pip install -r requirements/torch.in --index-url "$TORCH_CPU_INDEX" \
+        && sed -E '/^(nvidia-|triton|cuda-)/d' requirements/serve.txt > /tmp/requirements.txt; \
+    else \
+        cp requirements/serve.txt /tmp/requirements.txt; \
     fi \
-    && pip install .
+    && pip install -r /tmp/requirements.txt \
+    && pip install --no-deps .
 # fetch the ImageNet weights at build time so that the container works offline
 ENV TORCH_HOME=/opt/torch
 RUN python -c "from torchvision import models; \
