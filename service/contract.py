@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .forms import form_value_schema
 from .schemas import ErrorResponse
 
 # every error code a status may carry; README lists the same
@@ -119,7 +120,7 @@ def narrow(spec: dict, models, settings) -> dict:
         _narrow_visualise(_form_schema(paths["/visualise"]), models)
     if "/reconstruct" in paths:
         form = _form_schema(paths["/reconstruct"])
-        form["properties"]["model"]["enum"] = _names(models, "reconstruct")
+        form_value_schema(form["properties"]["model"])["enum"] = _names(models, "reconstruct")
         form["properties"]["file"]["maxItems"] = settings.max_files
     if "GenerateRequest" in spec["components"]["schemas"]:
         _narrow_generate(spec["components"]["schemas"]["GenerateRequest"], models)
@@ -138,11 +139,13 @@ def _narrow_visualise(form: dict, models) -> None:
     """One branch per layer of each loaded network: the layer, its channels and its ``k``."""
     default = form["properties"]["network"].get("default")
     networks = [m for m in models if "visualise" in m.endpoints]
-    form["properties"]["network"]["enum"] = sorted(m.name for m in networks)
+    form_value_schema(form["properties"]["network"])["enum"] = sorted(m.name for m in networks)
     branches = []
     for model in sorted(networks, key=lambda m: m.name):
-        named = {"network": {"const": model.name}}
-        required = [] if model.name == default else ["network"]
+        if model.name == default:  # absent or empty: the default network
+            named, required = {"network": {"enum": [model.name, ""]}}, []
+        else:
+            named, required = {"network": {"const": model.name}}, ["network"]
         if not model.layer_shapes:  # not loaded: any layer, answered 503
             branches.append({"properties": named, "required": required})
             continue
@@ -155,19 +158,18 @@ def _narrow_visualise(form: dict, models) -> None:
 
 def _layer_branch(fixed: dict, required: list[str], candidates: int, channels: int | None):
     """Requests for one layer: with ``channels``, the top-k of one feature map of
-    ``candidates`` activations; without, the top-k of all ``candidates``."""
+    ``candidates`` activations; without (``channel`` absent or empty), the top-k of all."""
     properties = fixed | {"k": {"maximum": candidates}}
     needs = [*required]
     if candidates < 9:  # the default k=9 does not fit: k must be given
+        properties["k"] = {"type": "integer", "maximum": candidates}
         needs.append("k")
-    branch: dict[str, Any] = {"properties": properties}
     if channels is None:
-        branch["not"] = {"required": ["channel"]}
+        properties["channel"] = {"type": "string", "maxLength": 0}
     else:
-        properties["channel"] = {"maximum": channels - 1}
+        properties["channel"] = {"type": "integer", "maximum": channels - 1}
         needs.append("channel")
-    branch["required"] = needs
-    return branch
+    return {"properties": properties, "required": needs}
 
 
 def _narrow_generate(schema: dict, models) -> None:

@@ -161,8 +161,10 @@ IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp"
 def openapi_form(model: type[BaseModel], files: str, many: bool = False) -> dict:
     """The OpenAPI ``requestBody`` of a route that reads its form with ``read_form``."""
     schema = model.model_json_schema()
-    for field in schema["properties"].values():
+    for name, field in schema["properties"].items():
         _drop_null(field)
+        if name not in schema.get("required", []):
+            _empty_is_default(field)
     binary = {"type": "string", "format": "binary", "minLength": 1, "description": files}
     file = (
         {"type": "array", "items": binary, "minItems": 1, "description": files} if many else binary
@@ -180,6 +182,18 @@ def openapi_form(model: type[BaseModel], files: str, many: bool = False) -> dict
             },
         }
     }
+
+
+def _empty_is_default(field: dict) -> None:
+    """An optional field may be sent empty, as browsers send an empty input: the default."""
+    keep = ("title", "description", "default")
+    value = {key: field.pop(key) for key in list(field) if key not in keep}
+    field["anyOf"] = [value, {"type": "string", "maxLength": 0}]
+
+
+def form_value_schema(field: dict) -> dict:
+    """The schema of a form field's non-empty values."""
+    return field["anyOf"][0] if "anyOf" in field else field
 
 
 def _drop_null(field: dict) -> None:
