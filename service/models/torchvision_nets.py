@@ -72,12 +72,14 @@ def load_torchvision_network(
     allow_download : bool
         Download the weights into torchvision's cache when they are not there yet.
     weights_file : Path, optional
-        Read the weights from this ``.pth`` state dict instead of torchvision's cache.
+        Read the weights from this ``.pth`` state dict instead of torchvision's cache (still
+        with ``weights_only=True``, but without the published-hash check).
 
     Raises
     ------
     WeightsUnavailable
-        When the weights file is missing and downloading is not allowed.
+        When the weights file is missing and downloading is not allowed, is not the published
+        file, or holds anything but tensors.
     """
     spec = TORCHVISION_NETWORKS[name]
     model = spec.builder(weights=None)
@@ -91,7 +93,9 @@ def load_torchvision_network(
         path.parent.mkdir(parents=True, exist_ok=True)
         # checks the hash as it downloads, and moves the file into place only when it matches
         torch.hub.download_url_to_file(spec.weights.url, str(path), hash_prefix=_published(path))
-    model.load_state_dict(read_published_weights(path))
+    # a file the caller names is theirs to vouch for; the cache's must be the published one
+    state = _read_tensors(path) if weights_file is not None else read_published_weights(path)
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -119,6 +123,10 @@ def read_published_weights(path: Path) -> dict[str, torch.Tensor]:
             f"{digest[: len(expected)]}, not {expected}; delete it and download "
             "it again (UNCONV_ALLOW_DOWNLOAD=1)"
         )
+    return _read_tensors(path)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
