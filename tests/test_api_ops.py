@@ -181,7 +181,7 @@ async def test_openapi_documents_parameters_and_errors(make_client):
     assert {"file", "layer", "network", "k", "channel", "format"} == set(form["properties"])
     assert {"file", "layer"} == set(form["required"])
     assert form["properties"]["file"]["format"] == "binary"
-    assert form["properties"]["format"]["enum"] == ["png", "json", "npy"]
+    assert form["properties"]["format"]["anyOf"][0]["enum"] == ["png", "json", "npy"]
     reconstruct = spec["paths"]["/reconstruct"]["post"]["requestBody"]["content"]
     files = reconstruct["multipart/form-data"]["schema"]["properties"]["file"]
     assert files["type"] == "array" and files["items"]["format"] == "binary"

@@ -205,13 +205,22 @@ def _connect(server) -> socket.socket:
 
 
 def _response(sock: socket.socket) -> bytes:
+    """The head and the whole body (by its Content-Length) of one response."""
     data = b""
-    while b"\r\n\r\n" not in data:
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
     return data
+
+
+def _length(data: bytes) -> int:
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
 
 
 def _head(path: str, headers: str) -> bytes:
