@@ -45,6 +45,7 @@ from .schemas import (
 )
 from .settings import Settings, load_settings
 from .state import ServiceState
+from .web import UNCOUNTED_ROUTES, install_web
 
 log = logging.getLogger("unconv")
 
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Deconvnet visualisations, auto-encoder reconstructions and VAE samples",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served offline by install_web
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -232,8 +235,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router, dependencies=[Depends(require_api_key)] if settings.api_key is not None else []
     )
     app.include_router(health)
+    install_web(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, uncounted=UNCOUNTED_ROUTES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

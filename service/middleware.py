@@ -12,10 +12,11 @@ from .metrics import Metrics
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by route template, method and status."""
+    """Counts and times every HTTP request by route template, method and status, except
+    those whose route template is in ``uncounted`` (the web page's files)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, uncounted: frozenset[str] = frozenset()):
+        self.app, self.metrics, self.uncounted = app, metrics, uncounted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,9 +34,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            if route not in self.uncounted:
+                method = scope["method"]
+                self.metrics.requests.labels(route, method, str(status)).inc()
+                self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
 
 
 class BodyLimitMiddleware:

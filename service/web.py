@@ -1,0 +1,89 @@
+"""The web page at ``/`` and the API docs at ``/docs`` and ``/redoc``, all served offline.
+
+The page's files live in ``service/web/``; the docs' scripts and stylesheet come from the
+pinned PyPI package ``fastapi-offline``, so no byte comes from a CDN. Every static file gets an
+``ETag`` (a conditional request is answered 304) and a ``Cache-Control``. These routes sit
+after the model routes, outside the API key, and ``/metrics`` does not count them.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+
+WEB_DIR = Path(__file__).parent / "web"
+DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
+FAVICON = "static/favicon.svg"
+# the page's own files change with every release: the browser revalidates them (a 304 when
+# unchanged); the docs' assets change only with the pinned package
+PAGE_CACHE = "no-cache"
+DOCS_CACHE = "public, max-age=86400"
+# route templates that /metrics leaves out: they are the page, not model traffic
+UNCOUNTED_ROUTES = frozenset({"/", "/static", "/docs", "/docs/assets", "/redoc"})
+
+
+class CachedStaticFiles(StaticFiles):
+    """Starlette's static files (ETag, Last-Modified, 304) with a ``Cache-Control`` header."""
+
+    def __init__(self, directory: Path, cache_control: str):
+        super().__init__(directory=directory)
+        self.cache_control = cache_control
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = self.cache_control
+        return response
+
+
+def _root(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _router(page: CachedStaticFiles, openapi_url: str, title: str) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        """The page: visualise, reconstruct and generate in the browser."""
+        return await page.get_response("index.html", request.scope)
+
+    @router.get("/docs")
+    async def swagger(request: Request) -> HTMLResponse:
+        root = _root(request)
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/{FAVICON}",
+            # the validator badge would load an image from swagger.io
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @router.get("/redoc")
+    async def redoc(request: Request) -> HTMLResponse:
+        root = _root(request)
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/{FAVICON}",
+            with_google_fonts=False,
+        )
+
+    return router
+
+
+def install_web(app: FastAPI) -> None:
+    """Add the page, its static files and the offline docs to ``app`` (made with
+    ``docs_url=None, redoc_url=None``), after the routes already there."""
+    page = CachedStaticFiles(WEB_DIR, PAGE_CACHE)
+    app.include_router(_router(page, app.openapi_url or "/openapi.json", app.title))
+    app.mount("/static", page, name="static")
+    app.mount("/docs/assets", CachedStaticFiles(DOCS_ASSETS, DOCS_CACHE), name="docs-assets")
