@@ -1,0 +1,57 @@
+// The page: tabs, the list of models, and the three panels, which share one `page` object.
+
+import { UnconvApi } from "./api.js";
+import { GeneratePanel } from "./generate.js";
+import { ReconstructPanel } from "./reconstruct.js";
+import { $, Messages } from "./ui.js";
+import { VisualisePanel } from "./visualise.js";
+
+const PANELS = { visualise: VisualisePanel, reconstruct: ReconstructPanel, generate: GeneratePanel };
+
+function main() {
+  const api = new UnconvApi();
+  const page = { api, messages: new Messages(api), models: null, panels: {} };
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const show = (tab, focus = false) => {
+    for (const other of tabs) {
+      const selected = other === tab;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      $(`#${other.getAttribute("aria-controls")}`).hidden = !selected;
+    }
+    if (focus) tab.focus();
+    const name = tab.id.replace("tab-", "");
+    if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+    page.panels[name]?.shown();
+  };
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => show(tab));
+    tab.addEventListener("keydown", (event) => {
+      const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -tabs.length, End: tabs.length };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      const index = tabs.indexOf(tab) + moves[event.key];
+      show(tabs[Math.max(0, Math.min(tabs.length - 1, index))], true);
+    });
+  }
+  const loadModels = async () => {
+    try {
+      page.models = await api.models();
+      page.messages.ok("models");
+    } catch (err) {
+      page.messages.error("models", err, loadModels);
+      return;
+    }
+    for (const [name, Panel] of Object.entries(PANELS)) {
+      page.panels[name] ??= new Panel(page);
+      page.panels[name].setModels(page.models);
+    }
+    const current = tabs.find((tab) => tab.getAttribute("aria-selected") === "true");
+    show(current);
+  };
+  const initial = tabs.find((tab) => `#${tab.id.replace("tab-", "")}` === location.hash);
+  show(initial ?? tabs[0]);
+  loadModels();
+}
+
+main();
