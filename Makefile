@@ -15,7 +15,10 @@ CHECKPOINTS ?= $(or $(UNCONV_CHECKPOINT_DIR),checkpoints)
 PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url \
 	--no-emit-find-links
 
-.PHONY: serve test lint pytest bench stress lock clean
+.PHONY: serve test lint pytest bench browser stress lock clean
+
+AXE_CORE := 4.14.1
+AXE      := .cache/axe/node_modules/axe-core/axe.min.js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +48,12 @@ lint: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+
+# axe-core for the browser tests (npm, pinned); Chromium comes from the system (.ci/run)
+browser: $(AXE)
+
+$(AXE):
+	npm install --prefix .cache/axe --no-save --no-audit --no-fund --loglevel=error axe-core@$(AXE_CORE)
 
 # BENCH_ARGS=--quick for a smoke run of every step (a minute or two)
 bench: $(STAMP)

@@ -2,7 +2,7 @@
 // and a walk between two samples (the API's `interpolate`) that can play as an animation.
 
 import { imageUrl } from "./api.js";
-import { $, busy, debounce, el, Latest, throttle } from "./ui.js";
+import { $, busy, debounce, el, Latest, throttle, unavailableNote } from "./ui.js";
 
 const SLIDERS = 8; // latent dimensions given a slider
 const FRAME_MS = 120;
@@ -54,8 +54,7 @@ export class GeneratePanel {
     this.select.replaceChildren(...this.vaes.map((m) => el("option", {
       value: m.name, disabled: !m.available,
     }, m.available ? `${m.name} (${m.latent_size} latent dimensions)` : `${m.name}: unavailable`)));
-    $("#gen-model-note").textContent = this.vaes.filter((m) => !m.available)
-      .map((m) => `${m.name} is unavailable: ${m.reason}`).join(" ");
+    unavailableNote($("#gen-model-note"), this.vaes);
     const usable = this.vaes.filter((m) => m.available);
     const preferred = usable.find((m) => m.name === chosen) ?? usable[0];
     if (preferred) this.select.value = preferred.name;

@@ -47,7 +47,7 @@ export class ReconstructPanel {
       ? [frame, chart]
       : [el("p", { class: "hint" }, `Unavailable: ${model.reason}`)];
     this.cards.set(model.name, { frame, img, chart, model });
-    return el("li", { class: "card" }, el("h3", {}, model.name, " ", el("span", { class: "kind" }, kind)),
+    return el("li", { class: "card", "data-model": model.name }, el("h3", {}, model.name, " ", el("span", { class: "kind" }, kind)),
       ...body);
   }
 

@@ -155,6 +155,16 @@ export function sampleButtons(container, samples, pick) {
   }
 }
 
+/** Which of `models` are unavailable, and why, folded into a <details> inside `node`. */
+export function unavailableNote(node, models) {
+  const missing = models.filter((m) => !m.available);
+  node.replaceChildren();
+  if (!missing.length) return;
+  const names = missing.map((m) => m.name).join(", ");
+  node.append(el("details", {}, el("summary", {}, `Unavailable: ${names}`),
+    ...missing.map((m) => el("p", {}, `${m.name}: ${m.reason}`))));
+}
+
 export const DIGIT_SAMPLES = [0, 2, 3, 4, 7, 9].map((digit) => ({
   src: `static/samples/digit-${digit}.png`,
   label: `Held-out handwritten ${digit}`,

@@ -2,9 +2,17 @@
 // projection per layer out.
 
 import { imageUrl } from "./api.js";
-import { $, busy, DIGIT_SAMPLES, debounce, el, Latest, SCENE_SAMPLE, sampleButtons } from "./ui.js";
+import {
+  $, busy, DIGIT_SAMPLES, debounce, el, Latest, SCENE_SAMPLE, sampleButtons, unavailableNote,
+} from "./ui.js";
 
 const KINDS = { classifier: "trained here on MNIST", network: "ImageNet" };
+
+/** "3: MaxPool2d(kernel_size=2, ...)" -> "3: MaxPool2d"; a convolution keeps its channels. */
+function shortName(name) {
+  const conv = name.match(/^(\d+: \w+)\((\d+), (\d+)/);
+  return conv ? `${conv[1]} ${conv[2]}→${conv[3]}` : name.replace(/\(.*$/s, "");
+}
 
 export class VisualisePanel {
   constructor(page) {
@@ -45,9 +53,7 @@ export class VisualisePanel {
     this.select.replaceChildren(...this.networks.map((m) => el("option", {
       value: m.name, disabled: !m.available,
     }, m.available ? `${m.name} (${KINDS[m.kind] ?? m.kind})` : `${m.name}: unavailable`)));
-    const missing = this.networks.filter((m) => !m.available);
-    $("#vis-network-note").textContent = missing.map((m) => `${m.name} is unavailable: ${m.reason}`)
-      .join(" ");
+    unavailableNote($("#vis-network-note"), this.networks);
     const usable = this.networks.filter((m) => m.available);
     const preferred = usable.find((m) => m.name === chosen) ?? usable.find((m) => m.kind === "classifier")
       ?? usable[0];
@@ -118,7 +124,8 @@ export class VisualisePanel {
   #fillLayers(keep) {
     const layers = this.#network()?.layers ?? [];
     const previous = Number(this.layer.value);
-    this.layer.replaceChildren(...layers.map((name, i) => el("option", { value: i + 1 }, name)));
+    this.layer.replaceChildren(...layers.map((name, i) =>
+      el("option", { value: i + 1, title: name }, shortName(name))));
     const middle = Math.ceil(layers.length / 2);
     this.layer.value = String(keep && previous >= 1 && previous <= layers.length ? previous : middle);
     $("#vis-input-frame").dataset.fit = this.#network()?.kind === "network" ? "cover" : "fill";
@@ -129,9 +136,10 @@ export class VisualisePanel {
     img.src = imageUrl(answer.image_png);
     img.hidden = false;
     const map = answer.channel === null ? "every feature map" : `feature map ${answer.channel}`;
-    const what = `Projection of the top ${answer.k} activations of ${map} in layer ${answer.layer}`;
-    img.alt = `${what} (${answer.layer_name}) of ${network.name}`;
-    $("#vis-caption").textContent = `${what}: ${answer.layer_name}`;
+    const what = `Projection of the top ${answer.k} activations of ${map} in layer`;
+    img.alt = `${what} ${answer.layer_name} of ${network.name}`;
+    $("#vis-caption").textContent = `${what} ${shortName(answer.layer_name)}`;
+    $("#vis-caption").title = answer.layer_name;
     const [, h, w] = answer.activation_shape;
     const rows = answer.activations.map((a, i) => {
       const row = el("tr", { tabindex: 0 },
@@ -197,7 +205,8 @@ export class VisualisePanel {
     const img = el("img", { alt: "", hidden: true });
     const note = el("span", { class: "note" });
     const button = el("button", { type: "button", "data-layer": layer }, el("span", { class: "thumb" }, img),
-      el("span", { class: "name" }, name), note);
+      el("span", { class: "name" }, shortName(name)), note);
+    button.title = name;
     button.addEventListener("click", () => {
       this.layer.value = String(layer);
       this.update();

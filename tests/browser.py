@@ -1,0 +1,90 @@
+"""For the browser tests: the real service in a subprocess on loopback, Debian's Chromium driven
+by Playwright, and axe-core. Without Chromium, Playwright or axe-core the tests skip, unless
+``UNCONV_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes them fail."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("UNCONV_CHROMIUM", "/usr/bin/chromium"))
+AXE = Path(os.environ.get("UNCONV_AXE", ROOT / ".cache/axe/node_modules/axe-core/axe.min.js"))
+ARTEFACTS = ROOT / "test-artefacts" / "web"
+
+
+def missing(what: str) -> None:
+    """Skip (locally) or fail (CI) because ``what`` is not installed."""
+    if os.environ.get("UNCONV_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{what}; UNCONV_REQUIRE_BROWSER=1 needs it (.ci/run installs it)")
+    pytest.skip(f"{what}; `make browser` and `apt-get install chromium` install it")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_service(env: dict[str, str], log: Path, timeout_s: float = 180):
+    """``python -m uvicorn service.api:app`` on a free loopback port; yields its base URL once
+    every model is loaded."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "service.api:app", "--port", str(port)]
+    full_env = os.environ | {"PYTHONPATH": str(ROOT)} | env
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the service was not ready in {timeout_s} s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def launch_chromium(playwright):
+    """Headless Chromium from Debian's package (a Playwright browser download cannot work here)."""
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM}")
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    )
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
+    """axe-core's violations of the given impacts on the page as it is, one line each."""
+    if not AXE.exists():
+        missing(f"no axe-core at {AXE}")
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in violations
+        if v["impact"] in impacts
+    ]

@@ -1,0 +1,248 @@
+"""The web page in a real browser (Debian's Chromium through Playwright) against the real service
+on loopback, with an API key set: every panel makes its pictures, errors show the API's words,
+a phone-sized screen needs no sideways scrolling, axe-core finds nothing serious, and nothing
+is fetched from anywhere but the service."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.browser import ARTEFACTS, axe_violations, launch_chromium, missing, running_service
+
+pytestmark = pytest.mark.browser
+
+KEY = "browser-test-key"
+DATA_PNG = re.compile(r"^data:image/png;base64,")
+
+
+@pytest.fixture(scope="module")
+def service(checkpoint_dir, hub_dir, tmp_path_factory):
+    env = {
+        "UNCONV_CHECKPOINT_DIR": str(checkpoint_dir),
+        "UNCONV_NETWORKS": "alexnet,vgg16",  # vgg16 has no weights: shown unavailable
+        "UNCONV_API_KEY": KEY,
+        "UNCONV_LOG_LEVEL": "warning",
+        "TORCH_HOME": str(hub_dir),
+    }
+    log = tmp_path_factory.mktemp("service") / "service.log"
+    with running_service(env, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api(service):
+    with httpx.Client(base_url=service, headers={"X-API-Key": KEY}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        missing("Playwright is not installed (pip install -e '.[dev]')")
+    expect.set_options(timeout=30_000)  # two shared cores in CI: a slow answer is no failure
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """One browser context on the service: its page, console errors and outside requests."""
+
+    def __init__(self, browser, service, width=1280, scheme="light", key=KEY):
+        self.context = browser.new_context(
+            viewport={"width": width, "height": 900}, color_scheme=scheme
+        )
+        self.context.set_default_timeout(30_000)
+        if key:
+            self.context.add_init_script(f"sessionStorage.setItem('unconv.apiKey', '{key}')")
+        self.outside: list[str] = []
+        self.context.route("**/*", self._only_the_service(service))
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.base = service
+        self.page.goto(service + "/")
+
+    def _only_the_service(self, service):
+        def handle(route):
+            if route.request.url.startswith(service + "/"):
+                return route.continue_()
+            self.outside.append(route.request.url)
+            return route.abort()
+
+        return handle
+
+    def shoot(self, name: str) -> None:
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=ARTEFACTS / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+def visit(browser, service):
+    opened = []
+
+    def open_visit(**options) -> Visit:
+        opened.append(Visit(browser, service, **options))
+        return opened[-1]
+
+    yield open_visit
+    for each in opened:
+        each.context.close()
+        assert each.outside == [], "the page fetched from outside the service"
+
+
+def _models(api) -> dict[str, dict]:
+    return {m["name"]: m for m in api.get("/models").json()["models"]}
+
+
+def test_visualise_shows_the_projection_every_layer_and_the_kept_activations(visit, api):
+    from playwright.sync_api import expect
+
+    cnn = _models(api)["cnn"]
+    v = visit()
+    page = v.page
+    expect(page.locator("#vis-network")).to_have_value("cnn")
+    expect(page.locator("#vis-network option[value=vgg16]")).to_be_disabled()
+    expect(page.locator("#vis-projection")).to_have_attribute("src", DATA_PNG)
+    expect(page.locator("#vis-activations tbody tr")).to_have_count(9)  # k = 9
+    strip = page.locator("#vis-strip img:visible")
+    expect(strip).to_have_count(len(cnn["layers"]))
+    size = page.eval_on_selector("#vis-projection", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == cnn["input_shape"][1:]
+    page.locator("#vis-activations tbody tr").first.hover()
+    expect(page.locator(".marker")).to_have_count(2)  # on the input and on the projection
+    page.locator("#vis-k").focus()
+    page.keyboard.press("ArrowRight")  # k = 10, with the keyboard
+    expect(page.locator("#vis-activations tbody tr")).to_have_count(10)
+    v.shoot("visualise")
+    assert axe_violations(page) == []
+    # a photo for AlexNet: its projection has AlexNet's input size
+    page.get_by_role("button", name="Drawn scene: a house and a tree").click()
+    page.select_option("#vis-network", "alexnet")
+    side = _models(api)["alexnet"]["input_shape"][1]
+    page.wait_for_function(f"document.querySelector('#vis-projection').naturalWidth === {side}")
+    assert v.errors == []
+
+
+def test_reconstruct_draws_and_every_model_answers_while_drawing(visit, api):
+    from playwright.sync_api import expect
+
+    latent_size = _models(api)["vae"]["latent_size"]
+    v = visit()
+    page = v.page
+    page.locator("#tab-visualise").focus()
+    page.keyboard.press("ArrowRight")  # the tabs work with the keyboard
+    expect(page.locator("#panel-reconstruct")).to_be_visible()
+    box = page.locator("#rec-canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.8, steps=10)
+    page.mouse.up()
+    for model in ("ae", "vae"):
+        expect(page.locator(f".card[data-model={model}] img")).to_have_attribute("src", DATA_PNG)
+    expect(page.locator(".latent svg rect")).to_have_count(latent_size)
+    v.shoot("reconstruct")
+    assert axe_violations(page) == []
+    assert v.errors == []
+    expected = api.post(
+        "/reconstruct",
+        files={"file": ("broken.png", b"not an image", "image/png")},
+        data={"model": "ae"},
+    ).json()["detail"]
+    page.set_input_files(
+        "#rec-file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
+    expect(page.locator("#messages")).to_contain_text(expected)
+    v.shoot("reconstruct-error")
+
+
+def test_generate_grid_sliders_and_walk(visit, api):
+    from playwright.sync_api import expect
+
+    v = visit()
+    page = v.page
+    page.get_by_role("tab", name="Generate").click()
+    grid = page.locator("#gen-grid button")
+    expect(grid).to_have_count(16)
+    # the grid is what the API gives for the page's seed
+    answer = api.post("/generate", json={"model": "vae", "n": 16, "seed": 7, "format": "json"})
+    first = page.eval_on_selector("#gen-grid img", "img => img.src")
+    assert first == "data:image/png;base64," + answer.json()["images"][0]["image_png"]
+    expect(page.locator("#gen-label-row")).to_be_hidden()  # the model lists no labels
+    edited = page.locator("#gen-edited")
+    before = edited.get_attribute("src")
+    page.locator("#gen-z0").focus()
+    page.keyboard.press("End")  # z1 = 4
+    expect(edited).not_to_have_attribute("src", before)
+    expect(page.locator("#gen-strip img")).to_have_count(10)
+    frame = page.locator("#gen-frame").get_attribute("src")
+    page.get_by_role("button", name="Play").click()
+    expect(page.locator("#gen-frame")).not_to_have_attribute("src", frame)
+    page.get_by_role("button", name="Pause").click()
+    v.shoot("generate")
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="New seed").click()
+    expect(page.locator("#gen-grid img").first).not_to_have_attribute("src", first)
+    assert v.errors == []
+
+
+def test_the_api_key_is_asked_for_kept_and_sent(visit):
+    from playwright.sync_api import expect
+
+    v = visit(key=None)
+    page = v.page
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#key-why")).to_contain_text("missing or wrong X-API-Key header")
+    v.shoot("api-key")
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator("#vis-projection")).to_have_attribute("src", DATA_PNG)
+    assert page.evaluate("sessionStorage.getItem('unconv.apiKey')") == KEY
+    # the 401 before the key was given logged one failed request, and nothing else failed
+    assert [e for e in v.errors if "401" not in e] == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_phone_screen_needs_no_sideways_scrolling(visit, scheme):
+    from playwright.sync_api import expect
+
+    v = visit(width=390, scheme=scheme)
+    page = v.page
+    expect(page.locator("#vis-projection")).to_have_attribute("src", DATA_PNG)
+    for tab, ready in [
+        ("Visualise", "#vis-strip img:visible"),
+        ("Reconstruct", "#rec-canvas"),
+        ("Generate", "#gen-strip img"),
+    ]:
+        page.get_by_role("tab", name=tab).click()
+        expect(page.locator(ready).first).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{tab} is {width} px wide"
+        if scheme == "dark":
+            assert axe_violations(page) == [], tab
+        v.shoot(f"phone-{scheme}-{tab.lower()}")
+    assert v.errors == []
+
+
+def test_docs_render_every_operation_offline(visit, api):
+    from playwright.sync_api import expect
+
+    spec = api.get("/openapi.json").json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    v = visit()
+    page = v.page
+    page.goto(v.base + "/docs")
+    expect(page.locator(".opblock")).to_have_count(operations)
+    icon = page.eval_on_selector("link[rel*=icon]", "link => link.href")
+    assert icon.endswith("/static/favicon.svg")
+    v.shoot("docs")
+    page.goto(v.base + "/redoc")
+    expect(page.get_by_text("Project a layer's top-k activations").first).to_be_visible()
+    assert v.errors == []
