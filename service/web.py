@@ -8,6 +8,7 @@ after the model routes, outside the API key, and ``/metrics`` does not count the
 
 from __future__ import annotations
 
+import mimetypes
 from importlib.resources import files
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
+# JavaScript modules must come as JavaScript, whatever the machine's mime table says
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("image/svg+xml", ".svg")
+
 WEB_DIR = Path(__file__).parent / "web"
 DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
 FAVICON = "static/favicon.svg"
@@ -25,7 +30,9 @@ FAVICON = "static/favicon.svg"
 PAGE_CACHE = "no-cache"
 DOCS_CACHE = "public, max-age=86400"
 # route templates that /metrics leaves out: they are the page, not model traffic
-UNCOUNTED_ROUTES = frozenset({"/", "/static", "/docs", "/docs/assets", "/redoc"})
+UNCOUNTED_ROUTES = frozenset(
+    {"/", "/static/{path:path}", "/docs", "/docs/assets/{path:path}", "/redoc"}
+)
 
 
 class CachedStaticFiles(StaticFiles):
@@ -45,13 +52,24 @@ def _root(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/")
 
 
-def _router(page: CachedStaticFiles, openapi_url: str, title: str) -> APIRouter:
+def _router(openapi_url: str, title: str) -> APIRouter:
+    # plain routes rather than mounts, so that each request names its route template
     router = APIRouter(include_in_schema=False)
+    page = CachedStaticFiles(WEB_DIR, PAGE_CACHE)
+    docs_assets = CachedStaticFiles(DOCS_ASSETS, DOCS_CACHE)
 
-    @router.get("/")
+    @router.api_route("/", methods=["GET", "HEAD"])
     async def index(request: Request) -> Response:
         """The page: visualise, reconstruct and generate in the browser."""
         return await page.get_response("index.html", request.scope)
+
+    @router.api_route("/static/{path:path}", methods=["GET", "HEAD"])
+    async def static(path: str, request: Request) -> Response:
+        return await page.get_response(path, request.scope)
+
+    @router.api_route("/docs/assets/{path:path}", methods=["GET", "HEAD"])
+    async def docs_asset(path: str, request: Request) -> Response:
+        return await docs_assets.get_response(path, request.scope)
 
     @router.get("/docs")
     async def swagger(request: Request) -> HTMLResponse:
@@ -83,7 +101,4 @@ def _router(page: CachedStaticFiles, openapi_url: str, title: str) -> APIRouter:
 def install_web(app: FastAPI) -> None:
     """Add the page, its static files and the offline docs to ``app`` (made with
     ``docs_url=None, redoc_url=None``), after the routes already there."""
-    page = CachedStaticFiles(WEB_DIR, PAGE_CACHE)
-    app.include_router(_router(page, app.openapi_url or "/openapi.json", app.title))
-    app.mount("/static", page, name="static")
-    app.mount("/docs/assets", CachedStaticFiles(DOCS_ASSETS, DOCS_CACHE), name="docs-assets")
+    app.include_router(_router(app.openapi_url or "/openapi.json", app.title))

@@ -156,9 +156,8 @@ def test_reconstruct_draws_and_every_model_answers_while_drawing(visit, api):
         files={"file": ("broken.png", b"not an image", "image/png")},
         data={"model": "ae"},
     ).json()["detail"]
-    page.set_input_files(
-        "#rec-file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"not an image"}]
-    )
+    broken = {"name": "broken.png", "mimeType": "image/png", "buffer": b"not an image"}
+    page.set_input_files("#rec-file", files=[broken])
     expect(page.locator("#messages")).to_contain_text(expected)
     v.shoot("reconstruct-error")
 
