@@ -92,12 +92,16 @@ export class Messages {
       err = new ApiError(0, "page_error", `the page failed: ${err.message}`);
     }
     if (err.status === 401) return this.#askForKey(source, err, retry);
-    const wait = err.retryAfter === null ? "" : ` Try again in ${err.retryAfter} s.`;
-    const text = `${err.detail}${wait}`;
+    // still loading: the page tries again by itself after the time the service asks for
+    const again = retry && err.code === "not_ready" && err.retryAfter !== null;
+    if (again) setTimeout(retry, err.retryAfter * 1000);
+    const wait = err.retryAfter === null ? ""
+      : again ? ` Trying again in ${err.retryAfter} s.` : ` Try again in ${err.retryAfter} s.`;
+    const text = `${err.detail}.${wait}`.replace(/\.\./, ".");
     const message = el("div", { class: "message", "data-source": source, "data-code": err.code },
       el("p", {}, el("strong", {}, `${labelOf(err)}: `), text));
     const actions = el("div", { class: "actions" });
-    if (retry) {
+    if (retry && !again && RETRYABLE.has(err.status)) {
       actions.append(el("button", { type: "button", onclick: () => {
         message.remove();
         retry();
@@ -135,6 +139,8 @@ export class Messages {
     for (const retry of retries) retry();
   }
 }
+
+const RETRYABLE = new Set([0, 429, 503, 504]); // the same request may work later
 
 function labelOf(err) {
   if (err.status === 0) return "No answer";

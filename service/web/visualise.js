@@ -142,7 +142,7 @@ export class VisualisePanel {
     $("#vis-caption").title = answer.layer_name;
     const [, h, w] = answer.activation_shape;
     const rows = answer.activations.map((a, i) => {
-      const row = el("tr", { tabindex: 0 },
+      const row = el("tr", {},
         el("td", {}, String(i + 1)), el("td", {}, String(a.channel)), el("td", {}, String(a.y)),
         el("td", {}, String(a.x)), el("td", {}, a.value.toPrecision(4)));
       const on = () => this.#mark({ left: (a.x + 0.5) / w, top: (a.y + 0.5) / h, w, h });
@@ -151,6 +151,17 @@ export class VisualisePanel {
       row.addEventListener("mouseleave", () => this.#mark(null));
       row.addEventListener("blur", () => this.#mark(null));
       return row;
+    });
+    rows.forEach((row, i) => {
+      row.tabIndex = i === 0 ? 0 : -1; // one tab stop; the arrow keys move between rows
+      row.addEventListener("keydown", (event) => {
+        const next = { ArrowDown: rows[i + 1], ArrowUp: rows[i - 1] }[event.key];
+        if (!next) return;
+        event.preventDefault();
+        row.tabIndex = -1;
+        next.tabIndex = 0;
+        next.focus();
+      });
     });
     $("#vis-activations tbody").replaceChildren(...rows);
     this.#markStrip();
