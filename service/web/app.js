@@ -3,7 +3,7 @@
 import { UnconvApi } from "./api.js";
 import { GeneratePanel } from "./generate.js";
 import { ReconstructPanel } from "./reconstruct.js";
-import { $, Messages } from "./ui.js";
+import { $, busy, Messages } from "./ui.js";
 import { VisualisePanel } from "./visualise.js";
 
 const PANELS = { visualise: VisualisePanel, reconstruct: ReconstructPanel, generate: GeneratePanel };
@@ -34,18 +34,16 @@ function main() {
       show(tabs[Math.max(0, Math.min(tabs.length - 1, index))], true);
     });
   }
+  for (const [name, Panel] of Object.entries(PANELS)) page.panels[name] = new Panel(page);
   const loadModels = async () => {
     try {
-      page.models = await api.models();
+      page.models = await busy($("#main"), api.models());
       page.messages.ok("models");
     } catch (err) {
       page.messages.error("models", err, loadModels);
       return;
     }
-    for (const [name, Panel] of Object.entries(PANELS)) {
-      page.panels[name] ??= new Panel(page);
-      page.panels[name].setModels(page.models);
-    }
+    for (const panel of Object.values(page.panels)) panel.setModels(page.models);
     const current = tabs.find((tab) => tab.getAttribute("aria-selected") === "true");
     show(current);
   };

@@ -120,7 +120,7 @@ export class Messages {
 
   #askForKey(source, err, retry) {
     if (retry) this.waitingForKey.set(source, retry);
-    $("#key-why").textContent = `${err.detail}. Enter the service's API key to continue.`;
+    $("#key-why").textContent = `This service needs an API key (it answered: ${err.detail}).`;
     if (this.keyForm.hidden) {
       this.keyForm.hidden = false;
       $("#key-input").focus();

@@ -66,7 +66,7 @@ export class VisualisePanel {
     if (this.started || !network) return;
     this.started = true; // start from a sample that suits the network
     const sample = network.kind === "network" ? SCENE_SAMPLE : DIGIT_SAMPLES[3];
-    fetch(sample.src).then((r) => r.blob()).then((blob) => this.useImage(blob, network));
+    fetch(sample.src).then((r) => r.blob()).then((blob) => this.useImage(blob));
   }
 
   useImage(file) {
