@@ -29,6 +29,14 @@ FAVICON = "static/favicon.svg"
 # unchanged); the docs' assets change only with the pinned package
 PAGE_CACHE = "no-cache"
 DOCS_CACHE = "public, max-age=86400"
+# the docs may load nothing from elsewhere: ReDoc's sidebar links a logo on its makers' CDN,
+# which the browser then refuses rather than fetches
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:"
+)
+# and the page only from the service, which its tests check too
+PAGE_CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'"
 # route templates that /metrics leaves out: they are the page, not model traffic
 UNCOUNTED_ROUTES = frozenset(
     {"/", "/static/{path:path}", "/docs", "/docs/assets/{path:path}", "/redoc"}
@@ -61,7 +69,9 @@ def _router(openapi_url: str, title: str) -> APIRouter:
     @router.api_route("/", methods=["GET", "HEAD"])
     async def index(request: Request) -> Response:
         """The page: visualise, reconstruct and generate in the browser."""
-        return await page.get_response("index.html", request.scope)
+        response = await page.get_response("index.html", request.scope)
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+        return response
 
     @router.api_route("/static/{path:path}", methods=["GET", "HEAD"])
     async def static(path: str, request: Request) -> Response:
@@ -74,7 +84,7 @@ def _router(openapi_url: str, title: str) -> APIRouter:
     @router.get("/docs")
     async def swagger(request: Request) -> HTMLResponse:
         root = _root(request)
-        return get_swagger_ui_html(
+        html = get_swagger_ui_html(
             openapi_url=root + openapi_url,
             title=f"{title} - Swagger UI",
             swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
@@ -83,17 +93,21 @@ def _router(openapi_url: str, title: str) -> APIRouter:
             # the validator badge would load an image from swagger.io
             swagger_ui_parameters={"validatorUrl": None},
         )
+        html.headers["Content-Security-Policy"] = DOCS_CSP
+        return html
 
     @router.get("/redoc")
     async def redoc(request: Request) -> HTMLResponse:
         root = _root(request)
-        return get_redoc_html(
+        html = get_redoc_html(
             openapi_url=root + openapi_url,
             title=f"{title} - ReDoc",
             redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
             redoc_favicon_url=f"{root}/{FAVICON}",
             with_google_fonts=False,
         )
+        html.headers["Content-Security-Policy"] = DOCS_CSP
+        return html
 
     return router
 

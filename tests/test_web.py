@@ -43,6 +43,9 @@ async def test_the_page_and_docs_need_no_api_key_but_the_models_do(make_client):
 
 async def test_docs_load_nothing_from_outside_the_service(make_client):
     client, _ = await make_client()
+    for path in ("/", "/docs", "/redoc"):
+        policy = (await client.get(path)).headers["content-security-policy"]
+        assert policy.startswith("default-src 'self';") and "http" not in policy, path
     for path in ("/docs", "/redoc"):
         html = (await client.get(path)).text
         urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)""", html)
