@@ -19,13 +19,13 @@ DATA_PNG = re.compile(r"^data:image/png;base64,")
 
 
 @pytest.fixture(scope="module")
-def service(checkpoint_dir, hub_dir, tmp_path_factory):
+def service(checkpoint_dir, tmp_path_factory):
     env = {
         "UNCONV_CHECKPOINT_DIR": str(checkpoint_dir),
-        "UNCONV_NETWORKS": "alexnet,vgg16",  # vgg16 has no weights: shown unavailable
+        "UNCONV_NETWORKS": "alexnet,vgg16",  # no weights: both shown unavailable, with why
         "UNCONV_API_KEY": KEY,
         "UNCONV_LOG_LEVEL": "warning",
-        "TORCH_HOME": str(hub_dir),
+        "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")),
     }
     log = tmp_path_factory.mktemp("service") / "service.log"
     with running_service(env, log) as url:
@@ -109,7 +109,9 @@ def test_visualise_shows_the_projection_every_layer_and_the_kept_activations(vis
     v = visit()
     page = v.page
     expect(page.locator("#vis-network")).to_have_value("cnn")
-    expect(page.locator("#vis-network option[value=vgg16]")).to_be_disabled()
+    for network in ("alexnet", "vgg16"):
+        expect(page.locator(f"#vis-network option[value={network}]")).to_be_disabled()
+    expect(page.locator("#vis-network-note")).to_contain_text("alexnet: alexnet weights not found")
     expect(page.locator("#vis-projection")).to_have_attribute("src", DATA_PNG)
     expect(page.locator("#vis-activations tbody tr")).to_have_count(9)  # k = 9
     strip = page.locator("#vis-strip img:visible")
@@ -123,11 +125,13 @@ def test_visualise_shows_the_projection_every_layer_and_the_kept_activations(vis
     expect(page.locator("#vis-activations tbody tr")).to_have_count(10)
     v.shoot("visualise")
     assert axe_violations(page) == []
-    # a photo for AlexNet: its projection has AlexNet's input size
+    # the colour sample (meant for the ImageNet networks) and a layer chosen from the strip
+    projection = page.locator("#vis-projection").get_attribute("src")
     page.get_by_role("button", name="Drawn scene: a house and a tree").click()
-    page.select_option("#vis-network", "alexnet")
-    side = _models(api)["alexnet"]["input_shape"][1]
-    page.wait_for_function(f"document.querySelector('#vis-projection').naturalWidth === {side}")
+    expect(page.locator("#vis-projection")).not_to_have_attribute("src", projection)
+    page.locator("#vis-strip button").first.click()
+    expect(page.locator("#vis-layer")).to_have_value("1")
+    expect(page.locator("#vis-caption")).to_contain_text("layer 1: Conv2d")
     assert v.errors == []
 
 
