@@ -33,7 +33,8 @@ export class UnconvApi {
    * @param {Storage} storage where the API key is kept (sessionStorage: forgotten with the tab)
    */
   constructor(baseUrl = "", storage = globalThis.sessionStorage) {
-    this.base = new URL(baseUrl.replace(/\/?$/, "/"), document.baseURI);
+    // "" resolves to the page's own folder, so that the page also works behind a path prefix
+    this.base = new URL(baseUrl ? baseUrl.replace(/\/?$/, "/") : "./", document.baseURI);
     this.storage = storage;
   }
 
