@@ -16,18 +16,12 @@ from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError
 from .inference import CodecPool, ThreadShare, make_predict, single_threaded
 from .metrics import Metrics
+from .models import resolve_device
 from .registry import ServedModel, discover, load
 from .runtime import freeze_loaded_objects, unfreeze_objects
 from .settings import Settings
 
 log = logging.getLogger("unconv")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class ServiceState:

@@ -13,6 +13,8 @@ from service.models import (
     ReconstructionLoss,
     RegularisedLoss,
     VariationalAutoEncoder,
+    kl_divergence,
+    sample_range,
     to_intensities,
 )
 from service.models.prior import gaussian_log_prob
@@ -121,13 +123,12 @@ def _reconstruction_metrics(model, kind, x, targets, pixels, criterion, generato
         mean, log_var = model.encode(x)
         z = VariationalAutoEncoder.sample(mean, log_var, generator)
         logits = model.decoder(z)
-        kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).flatten(1).sum(1)
+        kl = kl_divergence(mean, log_var)
         if model.prior is not None:
             kl_fitted = gaussian_log_prob(z, mean, log_var) - model.prior.log_prob(z)
     else:
         logits = model(x)
-    x_range = (x.flatten(1).min(1).values, x.flatten(1).max(1).values)
-    intensities = to_intensities(logits, model.assumption, x_range)
+    intensities = to_intensities(logits, model.assumption, sample_range(x))
     per_pixel = intensities[0].numel()
     eps = 1e-6
     bce = F.binary_cross_entropy(intensities.clamp(eps, 1 - eps), pixels, reduction="none")

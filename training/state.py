@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from service.models import write_atomically
 
 
 class StateError(ValueError):
@@ -55,12 +56,8 @@ def save_state(checkpoint: Path, state: dict[str, Any]) -> None:
     json_path, tensor_path = state_paths(checkpoint)
     tensors: dict[str, torch.Tensor] = {}
     document = _split(state, "state", tensors)
-    tmp = tensor_path.with_name(tensor_path.name + ".tmp")
-    save_file(tensors, tmp)
-    os.replace(tmp, tensor_path)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(document))
-    os.replace(tmp, json_path)
+    write_atomically(tensor_path, lambda tmp: save_file(tensors, tmp))
+    write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(document)))
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from service.models import (
     MNIST_NORMALISATION,
     RegularisedLoss,
     load_checkpoint,
+    resolve_device,
     save_checkpoint,
     target_transform,
 )
@@ -82,17 +83,6 @@ class TrainOptions:
 class TrainResult:
     checkpoint: Path
     history: list[dict]
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA (this process's GPU under torchrun) when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def _datasets(recipe: Recipe, splits: ImageSplits):
@@ -229,7 +219,7 @@ def train(options: TrainOptions) -> TrainResult:
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(options.device, local_rank)
+    device = resolve_device(options.device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     recipe = options.recipe()

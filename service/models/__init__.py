@@ -10,6 +10,7 @@ from .checkpoint import (
     load_checkpoint,
     read_checkpoint_json,
     save_checkpoint,
+    write_atomically,
 )
 from .cnn import CNNConfig, MnistCNN
 from .deconvnet import (
@@ -21,12 +22,14 @@ from .deconvnet import (
     Visualisation,
     keep_top_k,
 )
+from .device import resolve_device
 from .losses import (
     ASSUMPTIONS,
     MNIST_NORMALISATION,
     Normalisation,
     ReconstructionLoss,
     RegularisedLoss,
+    sample_range,
     target_transform,
     to_intensities,
 )
@@ -38,7 +41,7 @@ from .torchvision_nets import (
     WeightsUnavailable,
     load_torchvision_network,
 )
-from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder
+from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_divergence
 
 __all__ = [
     "ACTIVATIONS",
@@ -73,10 +76,14 @@ __all__ = [
     "conv_decoder",
     "conv_encoder",
     "keep_top_k",
+    "kl_divergence",
     "load_checkpoint",
     "load_torchvision_network",
     "read_checkpoint_json",
+    "resolve_device",
+    "sample_range",
     "save_checkpoint",
     "target_transform",
     "to_intensities",
+    "write_atomically",
 ]

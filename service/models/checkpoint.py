@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,20 @@ def save_checkpoint(
         "normalisation": dataclasses.asdict(normalisation),
         "metadata": metadata or {},
     }
-    tmp_weights = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, tmp_weights, metadata={"format": FORMAT})
-    os.replace(tmp_weights, weights_path)
-    tmp_json = json_path.with_name(json_path.name + ".tmp")
-    tmp_json.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp_json, json_path)
+    write_atomically(weights_path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(document, indent=2) + "\n"))
     return json_path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``, so
+    that a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint_json(path: str | Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ the VAE's KL term, so a ``RegularisedLoss`` weight of 1 is the negative ELBO.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -152,17 +153,25 @@ class RegularisedLoss(nn.Module):
     """
     Loss function for networks that expose state for regularisation.
 
+    Every call remembers its regularisation value and the weight it was added with, so that
+    ``split_loss`` can take a total apart again even after the weight has changed (as it does
+    during a KL warm-up). Only the last ``max_cached`` calls are remembered.
+
     Examples
     --------
     A VAE's negative ELBO, with a weight (beta) on the KL term:
-    >>> vae = mlp_vae(MLPVAEConfig())
+    >>> vae = MLPVAEConfig().build("binomial")
     >>> loss = RegularisedLoss(ReconstructionLoss("binomial"), vae.regularisation, weight=1.)
     >>> x = torch.rand(8, 1, 28, 28)
     >>> loss(vae(x), x)
     """
 
     def __init__(
-        self, loss_func: nn.Module = None, reg_func: Callable | None = None, weight: float = 1.0
+        self,
+        loss_func: nn.Module = None,
+        reg_func: Callable | None = None,
+        weight: float = 1.0,
+        max_cached: int = 100_000,
     ):
         """
         Parameters
@@ -173,12 +182,14 @@ class RegularisedLoss(nn.Module):
             Regularisation function computed from exposed network state.
         weight : float, optional
             Weighting factor for the regularisation.
+        max_cached : int, optional
+            How many of the latest (regularisation, weight) pairs ``split_loss`` can reach.
         """
         super().__init__()
         self.loss_func = loss_func
         self.regulariser = reg_func
         self.weight = weight
-        self._regularisation_cache = []
+        self._regularisation_cache: deque[tuple[float, float]] = deque(maxlen=max_cached)
 
     def split_loss(self, total_loss):
         """
@@ -187,20 +198,27 @@ class RegularisedLoss(nn.Module):
         Parameters
         ----------
         total_loss : list or float
-            One or more loss values computed with this function.
+            One or more loss values computed with this function, the latest last.
 
         Returns
         -------
         orig_loss : Tensor
             One or more loss values from the original part of the loss.
         reg_loss : Tensor
-            One or more loss values from the regularisation part of the loss.
+            One or more loss values from the regularisation part of the loss (unweighted).
         """
         if len(self._regularisation_cache) == 0:
             raise ValueError("no regularisation loss yet, make sure to call forward first")
         _totals = torch.tensor(total_loss)
-        reg_loss = torch.tensor(self._regularisation_cache[-_totals.numel() :])
-        orig_loss = _totals - self.weight * reg_loss
+        count = _totals.numel()
+        if count > len(self._regularisation_cache):
+            raise ValueError(
+                f"expected at most {len(self._regularisation_cache)} loss values (the calls "
+                f"remembered) but received {count}"
+            )
+        cached = list(self._regularisation_cache)[-count:]
+        reg_loss, weights = torch.tensor(cached).T.reshape(2, *_totals.shape)
+        orig_loss = _totals - weights * reg_loss
         return orig_loss, reg_loss
 
     def forward(self, outputs, y):
@@ -216,6 +234,6 @@ class RegularisedLoss(nn.Module):
         loss = self.loss_func(logits, y)
         if self.regulariser is not None:
             reg_loss = self.regulariser(state)
-            self._regularisation_cache.append(reg_loss.item())
+            self._regularisation_cache.append((reg_loss.item(), self.weight))
             loss = loss + self.weight * reg_loss
         return loss

@@ -14,6 +14,24 @@ from .losses import sample_range, to_intensities
 from .prior import LabelPrior
 
 
+def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """
+    KL divergence of each diagonal Gaussian from the standard normal prior.
+
+    Parameters
+    ----------
+    mean, log_var : (N, code_features) Tensor
+        The latent Gaussians' means and log-variances.
+
+    Returns
+    -------
+    kl : (N,) Tensor
+        ``KL(N(mean, exp(log_var)) || N(0, I))``, summed over the latent dimensions.
+    """
+    kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
+    return kl.flatten(1).sum(1)
+
+
 class VariationalAutoEncoder(nn.Module):
     """Variational auto-encoder, trained against a standard normal prior.
 
@@ -76,8 +94,7 @@ class VariationalAutoEncoder(nn.Module):
             over the batch.
         """
         mean, log_var = parameters
-        kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
-        return kl.flatten(1).sum(1).mean()
+        return kl_divergence(mean, log_var).mean()
 
     def __init__(
         self,

@@ -67,3 +67,37 @@ def test_regularised_loss_adds_weighted_kl_and_splits_it_back():
     assert total.item() == pytest.approx(rec.item() + 0.5 * 1.5)
     orig, reg = loss.split_loss([total.item()])
     assert orig.item() == pytest.approx(rec.item()) and reg.item() == pytest.approx(1.5)
+
+
+def _kl_loss(weight: float, **kw) -> RegularisedLoss:
+    return RegularisedLoss(
+        ReconstructionLoss("binomial"), VariationalAutoEncoder.regularisation, weight, **kw
+    )
+
+
+def test_split_loss_uses_the_weight_each_total_was_made_with():
+    # a KL warm-up changes the weight between steps: 0.5, then 1.0
+    loss = _kl_loss(0.5)
+    logits, pixels = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.5)
+    rec = torch.log(torch.tensor(2.0)).item()  # BCE of logit 0 against 0.5, any target
+    first = loss((logits, (torch.ones(1, 2), torch.zeros(1, 2))), pixels).item()  # KL 1
+    loss.weight = 1.0
+    second = loss((logits, (2 * torch.ones(1, 2), torch.zeros(1, 2))), pixels).item()  # KL 4
+    assert [first, second] == pytest.approx([rec + 0.5 * 1.0, rec + 1.0 * 4.0])
+    orig, reg = loss.split_loss([first, second])
+    torch.testing.assert_close(reg, torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(orig, torch.tensor([rec, rec]))
+
+
+def test_the_cache_keeps_only_the_latest_calls():
+    loss = _kl_loss(1.0, max_cached=3)
+    logits, pixels = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.5)
+    totals = [
+        loss((logits, (torch.full((1, 1), float(m)), torch.zeros(1, 1))), pixels).item()
+        for m in range(5)
+    ]
+    assert len(loss._regularisation_cache) == 3
+    _, reg = loss.split_loss(totals[-3:])
+    torch.testing.assert_close(reg, torch.tensor([2.0, 4.5, 8.0]))  # m^2 / 2 for m = 2, 3, 4
+    with pytest.raises(ValueError, match="expected at most 3 loss values"):
+        loss.split_loss(totals)

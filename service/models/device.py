@@ -1,0 +1,39 @@
+"""Where models run: one resolver for the service and for training."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_CUDA = re.compile(r"cuda(?::(\d+))?")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """
+    The device a name asks for.
+
+    Parameters
+    ----------
+    name : str
+        ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    local_rank : int, optional
+        The GPU that ``auto`` and ``cuda`` pick: this process's under ``torchrun``.
+
+    Raises
+    ------
+    ValueError
+        For any other name, or for CUDA when there is no such CUDA device.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    match = _CUDA.fullmatch(name)
+    if match is None:
+        raise ValueError(f"expected device auto, cpu, cuda or cuda:N but received {name!r}")
+    index = int(match.group(1)) if match.group(1) is not None else local_rank
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise ValueError(f"device {name!r} was asked for but {count} CUDA devices are available")
+    return torch.device("cuda", index)
