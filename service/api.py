@@ -25,7 +25,7 @@ from .contract import (
     install_openapi,
 )
 from .encoding import NPY_MEDIA_TYPE
-from .errors import ServiceError, error_response, install_error_handlers
+from .errors import ServiceError, error_response, install_error_handlers, shutting_down
 from .forms import openapi_form, read_form
 from .inference import GenerateJob, ReconstructJob, VisualiseJob
 from .latents import latent_codes
@@ -182,7 +182,7 @@ async def live() -> HealthResponse:
 async def ready(service: Service):
     """Readiness: every available model is loaded and the service is not shutting down."""
     if service.closing:
-        return error_response(503, "shutting_down", "the service is shutting down")
+        raise shutting_down()
     if not service.ready:
         return error_response(503, "not_ready", "models are still loading", {"Retry-After": "2"})
     loaded = sum(m.available for m in service.models.values())

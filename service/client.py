@@ -297,28 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (vis, rec, gen):
         command.add_argument("-o", "--out", type=Path, help="where to write the image/array")
     sub.add_parser("models", help="list the servable models")
-    sub.add_parser("health", help="readiness of the service")
     return parser
+
+
+def _command(client: UnconvClient, args: argparse.Namespace) -> Any:
+    commands = {
+        "visualise": lambda: client.visualise(
+            args.image, args.layer, args.network, args.k, args.channel, args.format
+        ),
+        "reconstruct": lambda: client.reconstruct(args.images, args.model, args.format),
+        "generate": lambda: client.generate(
+            args.n, args.seed, args.model, format=args.format, label=args.label
+        ),
+        "models": client.models,
+    }
+    return commands[args.command]()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with UnconvClient(args.url, args.api_key) as client:
         try:
-            if args.command == "visualise":
-                result = client.visualise(
-                    args.image, args.layer, args.network, args.k, args.channel, args.format
-                )
-            elif args.command == "reconstruct":
-                result = client.reconstruct(args.images, args.model, args.format)
-            elif args.command == "generate":
-                result = client.generate(
-                    args.n, args.seed, args.model, format=args.format, label=args.label
-                )
-            elif args.command == "models":
-                result = client.models()
-            else:
-                result = client.ready()
+            result = _command(client, args)
         except UnconvError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -20,7 +20,6 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_parameters",
-    503: "unavailable",
     504: "timeout",
 }
 
@@ -34,6 +33,16 @@ class ServiceError(Exception):
     def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def shutting_down() -> ServiceError:
+    """The answer to every request that arrives while the service shuts down."""
+    return ServiceError(
+        503,
+        "shutting_down",
+        "the service is shutting down; retry on another replica",
+        {"Retry-After": "1"},
+    )
 
 
 def error_response(status: int, code: str, detail: str, headers: dict | None = None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -37,15 +38,23 @@ ENDPOINTS = {
 _RETRAIN = {"autoencoder": "ae", "vae": "vae", "classifier": "cnn"}
 
 
+class ModelState(Enum):
+    """Where a served model is in its life: loading at start-up, then one of the other two."""
+
+    LOADING = "loading"
+    AVAILABLE = "available"
+    UNAVAILABLE = "unavailable"
+
+
 @dataclass
 class ServedModel:
-    """One servable model, before and after loading."""
+    """One servable model, before and after loading; ``reason`` says why it is unavailable."""
 
     name: str
     kind: str
     path: Path | None = None
-    available: bool = False
-    reason: str | None = "still loading"
+    state: ModelState = ModelState.LOADING
+    reason: str | None = None
     checkpoint: Checkpoint | None = None
     deconv: UndoableSequential | None = None
     layer_shapes: list[tuple[int, int, int]] = field(default_factory=list)
@@ -54,6 +63,14 @@ class ServedModel:
     # a VAE's fitted prior, on the CPU where /generate draws codes from each request's seed;
     # None for N(0, I)
     prior: LabelPrior | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.state is ModelState.AVAILABLE
+
+    def unavailable(self, reason: str) -> None:
+        """Mark the model unavailable, with the reason and the fix."""
+        self.state, self.reason = ModelState.UNAVAILABLE, reason
 
     @property
     def endpoints(self) -> list[str]:
@@ -82,7 +99,7 @@ class ServedModel:
             kind=self.kind,
             endpoints=self.endpoints,
             available=self.available,
-            reason=self.reason,
+            reason="still loading" if self.state is ModelState.LOADING else self.reason,
             input_shape=list(self.image_spec.shape) if self.image_spec else None,
             latent_size=self.latent_size,
             layers=layers,
@@ -98,7 +115,7 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
     for name in settings.networks:
         models[name] = ServedModel(name, "network")
         if name not in TORCHVISION_NETWORKS:
-            models[name].reason = (
+            models[name].unavailable(
                 f"unknown torchvision network {name!r}; UNCONV_NETWORKS may "
                 f"name {sorted(TORCHVISION_NETWORKS)}"
             )
@@ -111,7 +128,8 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
             document = read_checkpoint_json(json_path)
         except CheckpointError as err:
             reason = f"{err}; fix or remove {json_path.name}, or retrain it with python -m training"
-            models[name] = ServedModel(name, "unknown", json_path, reason=reason)
+            models[name] = ServedModel(name, "unknown", json_path)
+            models[name].unavailable(reason)
             continue
         kind = CONFIGS[document["architecture"]].kind
         metadata = {k: v for k, v in (document.get("metadata") or {}).items() if k != "history"}
@@ -121,7 +139,7 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
 
 def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
     """Load one model onto ``device``, or record why it is unavailable. Blocking."""
-    if model.reason != "still loading":
+    if model.state is not ModelState.LOADING:
         return
     try:
         if model.kind == "network":
@@ -129,7 +147,7 @@ def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
         else:
             _load_checkpoint(model, device)
     except WeightsUnavailable as err:
-        model.reason = str(err)
+        model.unavailable(str(err))
     except (CheckpointError, OSError, RuntimeError, TypeError, ValueError) as err:
         fix = (
             f"retrain it with `python -m training {_RETRAIN.get(model.kind, 'ae')} "
@@ -137,9 +155,9 @@ def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
             if model.path
             else "check UNCONV_NETWORKS"
         )
-        model.reason = f"{err}; {fix}"
+        model.unavailable(f"{err}; {fix}")
     else:
-        model.available, model.reason = True, None
+        model.state = ModelState.AVAILABLE
     if not model.available:
         log.warning("model %s is unavailable: %s", model.name, model.reason)
 

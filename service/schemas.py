@@ -232,6 +232,6 @@ class ModelsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "loading", "shutting_down"]
+    status: Literal["ok"]
     models_loaded: int | None = None
     models_unavailable: int | None = None

@@ -13,11 +13,11 @@ import torch
 from starlette.requests import Request
 
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
-from .errors import ServiceError
+from .errors import ServiceError, shutting_down
 from .inference import CodecPool, ThreadShare, make_predict, single_threaded
 from .metrics import Metrics
 from .models import resolve_device
-from .registry import ServedModel, discover, load
+from .registry import ModelState, ServedModel, discover, load
 from .runtime import freeze_loaded_objects, unfreeze_objects
 from .settings import Settings
 
@@ -78,12 +78,7 @@ class ServiceState:
     def model(self, name: str, endpoint: str) -> ServedModel:
         """The loaded model ``name`` for ``endpoint``, or the error that explains why not."""
         if self.closing:
-            raise ServiceError(
-                503,
-                "shutting_down",
-                "the service is shutting down; retry on another replica",
-                {"Retry-After": "1"},
-            )
+            raise shutting_down()
         model = self.models.get(name)
         accepted = sorted(n for n, m in self.models.items() if endpoint in m.endpoints)
         if model is None:
@@ -99,7 +94,7 @@ class ServiceState:
                 "invalid_parameters",
                 f"model {name!r} is a {model.kind}; /{endpoint} accepts {accepted}",
             )
-        if model.reason == "still loading":
+        if model.state is ModelState.LOADING:
             raise ServiceError(
                 503,
                 "not_ready",
@@ -108,7 +103,10 @@ class ServiceState:
             )
         if not model.available:
             raise ServiceError(
-                503, "model_unavailable", f"model {name!r} is unavailable: {model.reason}"
+                503,
+                "model_unavailable",
+                f"model {name!r} is unavailable: {model.reason}",
+                {"Retry-After": "30"},  # it stays so until the fix and a restart
             )
         return model
 
@@ -137,9 +135,7 @@ class ServiceState:
                 {"Retry-After": "1"},
             ) from None
         except ShuttingDown:
-            raise ServiceError(
-                503, "shutting_down", "the service is shutting down", {"Retry-After": "1"}
-            ) from None
+            raise shutting_down() from None
         except DeadlineExceeded as err:
             raise ServiceError(
                 504,

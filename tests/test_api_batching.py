@@ -145,7 +145,10 @@ async def test_shutdown_answers_what_was_accepted_and_refuses_the_rest(make_clie
     await asyncio.sleep(0.05)
     r = await client.post("/generate", json={"n": 1})
     assert r.status_code == 503 and r.json()["error"] == "shutting_down"
-    assert (await client.get("/readyz")).status_code == 503
+    assert r.headers["retry-after"] == "1"
+    r = await client.get("/readyz")
+    assert r.status_code == 503 and r.json()["error"] == "shutting_down"
+    assert r.headers["retry-after"] == "1"
     gate.release()
     await closing
     assert [a.status_code for a in await asyncio.gather(*accepted)] == [200, 200, 200]

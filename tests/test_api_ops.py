@@ -20,8 +20,12 @@ async def test_health_and_readiness(make_client):
     for path in ("/readyz", "/v2/health/ready"):
         r = await client.get(path)
         assert r.status_code == 503 and r.json()["error"] == "not_ready"
+        assert r.headers["retry-after"] == "2"
     r = await client.post("/generate", json={})
-    assert r.status_code == 503 and r.json()["error"] == "not_ready" and r.headers["retry-after"]
+    assert r.status_code == 503 and r.json()["error"] == "not_ready"
+    assert r.headers["retry-after"] == "2"
+    listed = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+    assert not listed["vae"]["available"] and listed["vae"]["reason"] == "still loading"
     gate.release()
     await app.state.service.wait_ready()
     r = await client.get("/readyz")

@@ -99,4 +99,5 @@ async def test_wrong_model_kind_and_unknown_model(client):
     assert r.status_code == 404 and r.json()["error"] == "unknown_model"
     r = await client.post("/reconstruct", files=files, data={"model": "broken"})
     assert r.status_code == 503 and r.json()["error"] == "model_unavailable"
+    assert r.headers["retry-after"] == "30"
     assert "unknown architecture 'gan'" in r.json()["detail"] and "retrain" in r.json()["detail"]
