@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
 
 import torch
 from fastapi.responses import Response
@@ -11,6 +10,7 @@ from fastapi.responses import Response
 from .imaging import encode_npy, encode_png, grid, projection_to_image
 from .models import Visualisation
 from .registry import ServedModel
+from .results import Reconstruction
 from .schemas import (
     GeneratedImage,
     GenerateResponse,
@@ -19,9 +19,6 @@ from .schemas import (
     ReconstructResponse,
     VisualiseResponse,
 )
-
-if TYPE_CHECKING:
-    from .inference import Reconstruction
 
 NPY_MEDIA_TYPE = "application/x-npy"
 

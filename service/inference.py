@@ -24,6 +24,7 @@ from .imaging import decode_input
 from .models import Visualisation
 from .models.losses import sample_range
 from .registry import ServedModel
+from .results import Reconstruction
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,6 @@ class GenerateJob:
     z: torch.Tensor  # (n, latent) codes, sampled from the request's seed
     seed: int
     format: str
-
-
-@dataclass
-class Reconstruction:
-    images: torch.Tensor  # (n, C, H, W) intensities in [0, 1]
-    mean: torch.Tensor | None = None  # (n, latent) for a VAE
-    log_var: torch.Tensor | None = None
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -219,6 +213,64 @@ def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torc
     return list(images.split(_sizes(codes)))
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What every operation of one model's batches needs besides its jobs."""
+
+    model: ServedModel
+    device: torch.device
+    max_pixels: int
+    pool: CodecPool
+    threads: ThreadShare
+
+    def image(self, upload: Upload) -> torch.Tensor:
+        return decode_input(
+            upload.data, upload.content_type, self.model.image_spec, self.max_pixels
+        )
+
+
+def _predict_generate(batch: _Batch, params: list, jobs: list[GenerateJob]) -> list:
+    model = batch.model
+    with batch.threads.forward(sum(len(job.z) for job in jobs)):
+        images = generate(model, [job.z for job in jobs], batch.device)
+    return batch.pool.map(
+        lambda out, job: generation_response(out, job.z, job.seed, model, job.format), images, jobs
+    )
+
+
+def _predict_reconstruct(batch: _Batch, params: list, jobs: list[ReconstructJob]) -> list:
+    def decode(job: ReconstructJob) -> torch.Tensor:
+        return torch.cat([batch.image(upload) for upload in job.uploads])
+
+    ok, inputs, failed = _decode_all(jobs, decode, batch.pool)
+    with batch.threads.forward(sum(len(x) for x in inputs)):
+        outputs = reconstruct(batch.model, inputs, batch.device) if inputs else []
+    answers = batch.pool.map(
+        lambda i, out: reconstruction_response(out, batch.model, jobs[i].format), ok, outputs
+    )
+    return _in_order(len(jobs), ok, answers, failed)
+
+
+def _predict_visualise(batch: _Batch, params: list, jobs: list[VisualiseJob]) -> list:
+    ok, inputs, failed = _decode_all(jobs, lambda job: batch.image(job.upload), batch.pool)
+    with batch.threads.forward(len(inputs)):
+        outputs = visualise(batch.model, inputs, batch.device, *params) if inputs else []
+    answers = batch.pool.map(
+        lambda i, out: visualisation_response(out, batch.model, *params, jobs[i].format),
+        ok,
+        outputs,
+    )
+    return _in_order(len(jobs), ok, answers, failed)
+
+
+# the first item of a batcher key names the operation; the rest are its shared parameters
+OPERATIONS: dict[str, Callable[[_Batch, list, list], list]] = {
+    "generate": _predict_generate,
+    "reconstruct": _predict_reconstruct,
+    "visualise": _predict_visualise,
+}
+
+
 def make_predict(
     model: ServedModel,
     device: torch.device,
@@ -227,48 +279,20 @@ def make_predict(
     threads: ThreadShare | None = None,
 ):
     """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
-    operation and the rest are the parameters the whole batch shares; every result is a
-    ready HTTP response, or the error of that one request."""
+    operation (a key of ``OPERATIONS``) and the rest are the parameters the whole batch
+    shares; every result is a ready HTTP response, or the error of that one request."""
     threads = threads or ThreadShare(torch.get_num_threads())
-    spec = model.image_spec
-
-    def image(upload: Upload) -> torch.Tensor:
-        return decode_input(upload.data, upload.content_type, spec, max_pixels)
-
-    def run(key: Hashable, jobs: list) -> list[Response | ServiceError]:
-        operation, *params = key
-        if operation == "generate":
-            with threads.forward(sum(len(job.z) for job in jobs)):
-                images = generate(model, [job.z for job in jobs], device)
-            return pool.map(
-                lambda out, job: generation_response(out, job.z, job.seed, model, job.format),
-                images,
-                jobs,
-            )
-        if operation == "reconstruct":
-            ok, inputs, failed = _decode_all(
-                jobs, lambda job: torch.cat([image(u) for u in job.uploads]), pool
-            )
-            with threads.forward(sum(len(x) for x in inputs)):
-                outputs = reconstruct(model, inputs, device) if inputs else []
-            answers = pool.map(
-                lambda i, out: reconstruction_response(out, model, jobs[i].format), ok, outputs
-            )
-        else:
-            ok, inputs, failed = _decode_all(jobs, lambda job: image(job.upload), pool)
-            with threads.forward(len(inputs)):
-                outputs = visualise(model, inputs, device, *params) if inputs else []
-            answers = pool.map(
-                lambda i, out: visualisation_response(out, model, *params, jobs[i].format),
-                ok,
-                outputs,
-            )
-        return _in_order(len(jobs), ok, answers, failed)
+    batch = _Batch(model, device, max_pixels, pool, threads)
 
     def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:
+        operation, *params = key
+        if operation not in OPERATIONS:
+            raise ValueError(
+                f"expected an operation in {sorted(OPERATIONS)} but received {operation!r}"
+            )
         try:
             with threads.batch(), torch.inference_mode():
-                return run(key, jobs)
+                return OPERATIONS[operation](batch, params, jobs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves
             raise

@@ -1,6 +1,7 @@
 """The codec pool that decodes and encodes a batch, and the threads a batch gets
 (service/inference.py)."""
 
+import re
 import threading
 import time
 
@@ -9,6 +10,7 @@ import torch
 
 from service import inference
 from service.inference import CodecPool, ThreadShare
+from service.registry import ServedModel
 from tests.helpers import png_bytes
 
 
@@ -125,3 +127,11 @@ async def test_inference_and_codec_threads_run_tensor_ops_on_one_thread(make_cli
     assert service.executor.submit(torch.get_num_threads).result() == 1
     # the codec pool's own threads; the caller (an inference thread) does the first item
     assert service.codec.map(lambda _: torch.get_num_threads(), [0, 1])[1:] == [1]
+
+
+def test_an_unknown_operation_is_an_error_not_a_visualisation():
+    pool = CodecPool(1)
+    predict = inference.make_predict(ServedModel("vae", "vae"), torch.device("cpu"), 100, pool)
+    expected = "expected an operation in ['generate', 'reconstruct', 'visualise'] but received"
+    with pytest.raises(ValueError, match=re.escape(f"{expected} 'visualize'")):
+        predict(("visualize", 1, 9, None), [])
