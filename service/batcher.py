@@ -2,11 +2,12 @@
 
 The batcher knows nothing of HTTP or of any endpoint. A request is a *payload* of ``size`` items
 (images) under a *key*; requests that share a key can share a forward pass. One worker task per
-batcher takes the oldest waiting request, adds every other waiting request with the same key
-until ``max_batch_size`` items, optionally waits up to ``max_delay_s`` for more, and runs
-``predict(key, payloads)`` in an executor thread, off the event loop. Up to ``concurrency``
-batches run at once; while they do, new requests queue up, so batches grow with load and a lone
-request never waits for company.
+batcher takes the oldest waiting request and adds the other waiting requests with the same key
+while they fit in its share of the waiting items (``1 / concurrency`` of them, at most
+``max_batch_size``), optionally waits up to ``max_delay_s`` for more (then up to
+``max_batch_size``), and runs ``predict(key, payloads)`` in an executor thread, off the event
+loop. Up to ``concurrency`` batches run at once; while they do, new requests queue up, so
+batches grow with load and a lone request never waits for company.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Images in and out: uploaded bytes to network inputs, and tensors back to PNG or .npy bytes.
 
-Everything here is plain, blocking code; the routes run it in a worker thread.
+Everything here is plain, blocking code; a batch's inference and codec threads run it
+(``service/inference.py``), never the event loop.
 """
 
 from __future__ import annotations
