@@ -210,135 +210,221 @@ def _make_scheduler(recipe: Recipe, optimiser, total_steps: int, done_steps: int
     )
 
 
+@dataclass(frozen=True)
+class _World:
+    """This process's place in a (possibly one-process) data-parallel run."""
+
+    size: int
+    rank: int
+    device: torch.device
+
+    @classmethod
+    def join(cls, device_name: str) -> _World:
+        """Read ``torchrun``'s environment and join its process group when there is one."""
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        device = resolve_device(device_name, local_rank)
+        if size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(size, rank, device)
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def leave(self) -> None:
+        if self.size > 1:
+            dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """Everything one training run works with, set up by ``_set_up``."""
+
+    options: TrainOptions
+    recipe: Recipe
+    world: _World
+    path: Path
+    splits: ImageSplits
+    train_set: torch.utils.data.Dataset
+    model: torch.nn.Module  # the model that is evaluated and saved
+    train_model: torch.nn.Module  # the same, wrapped in DistributedDataParallel when parallel
+    criterion: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    shuffle: torch.Generator
+    sampler: DistributedSampler | None
+    batches: object
+    test_batches: DataLoader
+    steps_per_epoch: int
+    history: list[dict]
+
+
 def train(options: TrainOptions) -> TrainResult:
     """
     Train ``options.model`` and write ``<out>/<name>.{json,safetensors}`` after every epoch.
 
-    Under ``torchrun`` every process trains on its shard of the data (DistributedDataParallel,
-    NCCL on GPUs, gloo on CPUs) and rank 0 evaluates and writes the checkpoint.
+    Under ``torchrun`` every process trains on its shard of each global batch of
+    ``--batch-size`` images (DistributedDataParallel, NCCL on GPUs, gloo on CPUs) and rank 0
+    evaluates and writes the checkpoint.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(options.device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    recipe = options.recipe()
-    if recipe.batch_size % world_size:
-        raise ValueError(
-            f"--batch-size {recipe.batch_size} must divide over {world_size} processes"
-        )
-    name = options.name or options.model
-    path = Path(options.out).expanduser() / name
+    world = _World.join(options.device)
+    run = _set_up(options, world)
+    first = len(run.history) + 1  # after the epochs a resumed run has done
+    for epoch in range(first, run.recipe.epochs + 1):
+        losses, seconds = _train_epoch(run, epoch)
+        if world.rank == 0:
+            _evaluate_and_save(run, epoch, losses, seconds)
+            if options.progress:
+                table = summary_table(run.history[-1:])
+                tqdm.write(table if epoch == first else table.splitlines()[1])
+        world.barrier()
+    if world.rank == 0 and run.history:
+        _report(run)
+    world.leave()
+    return TrainResult(run.path.with_name(run.path.name + ".json"), run.history)
 
+
+def _set_up(options: TrainOptions, world: _World) -> _Run:
+    """Data, model, loss and optimiser, resumed from the saved state when asked."""
+    recipe = options.recipe()
+    if recipe.batch_size % world.size:
+        raise ValueError(
+            f"--batch-size {recipe.batch_size} must divide over {world.size} processes"
+        )
+    path = Path(options.out).expanduser() / (options.name or options.model)
     torch.manual_seed(options.seed)
     splits = load_images(options.data, options.data_root, options.download)
     train_set, test_set = _datasets(recipe, splits)
-    model = recipe.config.build(recipe.assumption).to(device)
-    criterion = make_criterion(recipe.kind, recipe.assumption, recipe.beta)
+    model = recipe.config.build(recipe.assumption).to(world.device)
     shuffle = torch.Generator().manual_seed(options.seed)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     if options.max_batches:
         steps_per_epoch = min(steps_per_epoch, options.max_batches)
     optimiser = _make_optimiser(recipe, model)
-
-    history: list[dict] = []
-    if options.resume:
-        checkpoint = load_checkpoint(path, device)
-        model.load_state_dict(checkpoint.model.state_dict())
-        state = load_state(path)
-        optimiser.load_state_dict(state["optimiser"])
-        shuffle.set_state(state["shuffle_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history = state["history"]
-    done = len(history)
+    history = _resume(path, model, optimiser, shuffle, world.device) if options.resume else []
     scheduler = _make_scheduler(
-        recipe, optimiser, steps_per_epoch * recipe.epochs, steps_per_epoch * done
+        recipe, optimiser, steps_per_epoch * recipe.epochs, steps_per_epoch * len(history)
     )
-
-    sampler = None
-    train_model = model
-    if world_size > 1:
-        sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=options.seed)
-        ids = [device.index] if device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    batches = _loader(train_set, recipe.batch_size // world_size, shuffle, sampler)
+    train_model, sampler = _parallel(model, train_set, world, options.seed)
+    # each process takes its share of every global batch
+    batches = _loader(train_set, recipe.batch_size // world.size, shuffle, sampler)
     if recipe.augment_shift:
         batches = _Shifted(batches, recipe.augment_shift, shuffle)
-    test_batches = _loader(test_set, 500)
+    return _Run(
+        options=options,
+        recipe=recipe,
+        world=world,
+        path=path,
+        splits=splits,
+        train_set=train_set,
+        model=model,
+        train_model=train_model,
+        criterion=make_criterion(recipe.kind, recipe.assumption, recipe.beta),
+        optimiser=optimiser,
+        scheduler=scheduler,
+        shuffle=shuffle,
+        sampler=sampler,
+        batches=batches,
+        test_batches=_loader(test_set, 500),
+        steps_per_epoch=steps_per_epoch,
+        history=history,
+    )
 
-    for epoch in range(done + 1, recipe.epochs + 1):
-        if isinstance(criterion, RegularisedLoss):
-            criterion.weight = (
-                recipe.beta * min(1.0, epoch / options.kl_warmup)
-                if options.kl_warmup
-                else recipe.beta
-            )
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        bar = tqdm(
-            batches,
-            desc=f"{name} epoch {epoch}/{recipe.epochs}",
-            unit="batch",
-            total=steps_per_epoch,
-            leave=False,
-            disable=not options.progress or rank != 0,
-        )
-        started = time.perf_counter()
-        losses = train_one_epoch(
-            train_model, bar, optimiser, criterion, device, scheduler, options.max_batches
-        )
-        seconds = time.perf_counter() - started
-        if rank == 0:
-            if recipe.kind == "vae" and epoch == recipe.epochs:
-                # once, at the end: the fit costs seconds; earlier checkpoints keep N(0, I)
-                fit_prior(model, train_set.inputs, splits.train_labels, device)
-            metrics = evaluate(
-                model,
-                recipe.kind,
-                test_batches,
-                device,
-                recipe.assumption,
-                MNIST_NORMALISATION,
-                seed=options.seed,
-            )
-            history.append(
-                {"epoch": epoch, "seconds": round(seconds, 3)}
-                | {f"train_{k}": v for k, v in losses.items()}
-                | {f"test_{k}": v for k, v in metrics.items()}
-            )
-            save_checkpoint(
-                path,
-                model,
-                recipe.config,
-                MNIST_NORMALISATION,
-                recipe.assumption,
-                _metadata(options, recipe, splits, history, device, world_size),
-            )
-            save_state(
-                path,
-                {
-                    "optimiser": optimiser.state_dict(),
-                    "history": history,
-                    "shuffle_rng": shuffle.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-            if options.progress:
-                tqdm.write(
-                    summary_table(history[-1:])
-                    if epoch == done + 1
-                    else summary_table(history[-1:]).splitlines()[1]
-                )
-        if world_size > 1:
-            dist.barrier()
 
-    if rank == 0 and options.artefacts and history:
-        _write_artefacts(path, splits, recipe, history)
-    if rank == 0 and options.progress and history:
-        tqdm.write(f"\n{name}: summary\n{summary_table(history)}")
-    if world_size > 1:
-        dist.destroy_process_group()
-    return TrainResult(path.with_name(path.name + ".json"), history)
+def _parallel(model, train_set, world: _World, seed: int):
+    """The model to train and the sampler of this process's shard of the data: with several
+    processes, DistributedDataParallel averages the gradients of their shards every step."""
+    if world.size == 1:
+        return model, None
+    sampler = DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=seed)
+    ids = [world.device.index] if world.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids), sampler
+
+
+def _resume(path: Path, model, optimiser, shuffle: torch.Generator, device) -> list[dict]:
+    """Load the weights, optimiser and RNG states saved after the last epoch; its history."""
+    model.load_state_dict(load_checkpoint(path, device).model.state_dict())
+    state = load_state(path)
+    optimiser.load_state_dict(state["optimiser"])
+    shuffle.set_state(state["shuffle_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["history"]
+
+
+def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
+    """The VAE's KL weight in ``epoch`` (1-based): rising linearly to ``beta`` over the warm-up."""
+    return beta * min(1.0, epoch / warmup_epochs) if warmup_epochs else beta
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], float]:
+    """One epoch over this process's batches; its mean losses and how long it took."""
+    if isinstance(run.criterion, RegularisedLoss):
+        run.criterion.weight = kl_weight(run.recipe.beta, run.options.kl_warmup, epoch)
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    bar = tqdm(
+        run.batches,
+        desc=f"{run.path.name} epoch {epoch}/{run.recipe.epochs}",
+        unit="batch",
+        total=run.steps_per_epoch,
+        leave=False,
+        disable=not run.options.progress or run.world.rank != 0,
+    )
+    started = time.perf_counter()
+    losses = train_one_epoch(
+        run.train_model,
+        bar,
+        run.optimiser,
+        run.criterion,
+        run.world.device,
+        run.scheduler,
+        run.options.max_batches,
+    )
+    return losses, time.perf_counter() - started
+
+
+def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: float) -> None:
+    """Evaluate on the held-out split, add the epoch to the history, write checkpoint and state."""
+    recipe, options = run.recipe, run.options
+    if recipe.kind == "vae" and epoch == recipe.epochs:
+        # once, at the end: the fit costs seconds; earlier checkpoints keep N(0, I)
+        fit_prior(run.model, run.train_set.inputs, run.splits.train_labels, run.world.device)
+    metrics = evaluate(
+        run.model,
+        recipe.kind,
+        run.test_batches,
+        run.world.device,
+        recipe.assumption,
+        MNIST_NORMALISATION,
+        seed=options.seed,
+    )
+    run.history.append(
+        {"epoch": epoch, "seconds": round(seconds, 3)}
+        | {f"train_{k}": v for k, v in losses.items()}
+        | {f"test_{k}": v for k, v in metrics.items()}
+    )
+    metadata = _metadata(options, recipe, run.splits, run.history, run.world.device, run.world.size)
+    save_checkpoint(
+        run.path, run.model, recipe.config, MNIST_NORMALISATION, recipe.assumption, metadata
+    )
+    save_state(
+        run.path,
+        {
+            "optimiser": run.optimiser.state_dict(),
+            "history": run.history,
+            "shuffle_rng": run.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        },
+    )
+
+
+def _report(run: _Run) -> None:
+    """Rank 0, after the last epoch: the PNG artefacts and the summary table."""
+    if run.options.artefacts:
+        _write_artefacts(run.path, run.splits, run.recipe, run.history)
+    if run.options.progress:
+        tqdm.write(f"\n{run.path.name}: summary\n{summary_table(run.history)}")
 
 
 def _write_artefacts(path: Path, splits: ImageSplits, recipe: Recipe, history: list[dict]) -> None:
