@@ -2,8 +2,14 @@
 
 import pytest
 import torch
+from torch import nn
 
-from service.models import MNIST_NORMALISATION, load_checkpoint
+from service.models import (
+    MNIST_NORMALISATION,
+    Normalisation,
+    VariationalAutoEncoder,
+    load_checkpoint,
+)
 from training.data import load_mnist_5k
 from training.loop import evaluate
 from training.train import TrainOptions, _datasets, _loader, train
@@ -15,12 +21,14 @@ def _options(tmp_path, model, **kw):
 
 
 @pytest.mark.parametrize("model", ["ae", "vae", "conv-vae", "mlp-vae", "cnn"])
-def test_checkpoint_loads_and_reproduces_its_held_out_metric(tmp_path, model):
+def test_every_model_trains_into_a_checkpoint_of_the_weights_it_evaluated(tmp_path, model):
     result = train(_options(tmp_path, model))
     checkpoint = load_checkpoint(result.checkpoint)
     meta = checkpoint.metadata
     assert meta["data"] == "mnist-5k" and meta["epochs"] == 1 and meta["seed"] == 1806
     assert meta["test_images"] == 1000 and meta["versions"]["torch"] == torch.__version__
+    # the saved weights are the ones that were evaluated: evaluating them again gives the
+    # metrics in the file (evaluate's own correctness: the hand-computed test below)
     recipe = _options(tmp_path, model).recipe()
     _, test_set = _datasets(recipe, load_mnist_5k())
     metrics = evaluate(
@@ -37,14 +45,52 @@ def test_checkpoint_loads_and_reproduces_its_held_out_metric(tmp_path, model):
     assert expected[checkpoint.kind] in metrics
 
 
-def test_vae_reports_reconstruction_and_kl_apart(tmp_path):
-    history = train(_options(tmp_path, "vae", beta=0.5, kl_warmup=2)).history
-    row = history[0]
-    # KL weight 0.5 * 1/2 in the first warm-up epoch
-    assert row["train_loss"] == pytest.approx(
-        row["train_reconstruction"] + 0.25 * row["train_regularisation"], rel=1e-4
+def _tiny_vae() -> VariationalAutoEncoder:
+    """Two-pixel images, one latent: mean = first pixel, log-variance -60 (so the one sample
+    drawn is the mean to 1e-13), logits = (2z, -z)."""
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))
+    decoder = nn.Sequential(nn.Linear(1, 2), nn.Unflatten(1, (1, 1, 2)))
+    with torch.no_grad():
+        encoder[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        encoder[1].bias.copy_(torch.tensor([0.0, -60.0]))
+        decoder[0].weight.copy_(torch.tensor([[2.0], [-1.0]]))
+        decoder[0].bias.zero_()
+    return VariationalAutoEncoder(encoder, decoder, "binomial")
+
+
+def test_evaluate_gives_the_hand_computed_elbo_of_a_tiny_vae():
+    pixels = torch.tensor([[[[1.0, 0.0]]], [[[0.5, 1.0]]]])  # (2, 1, 1, 2)
+    identity = Normalisation(mean=(0.0,), std=(1.0,))
+    metrics = evaluate(
+        _tiny_vae(), "vae", [(pixels, pixels)], torch.device("cpu"), "binomial", identity
     )
-    assert row["test_neg_elbo"] == pytest.approx(row["test_loss"] + row["test_kl"], rel=1e-4)
+    # BCE with logits l against target t is softplus(l) - t l, summed over the two pixels:
+    # image 1: z = 1, logits (2, -1):    softplus(2) - 2 + softplus(-1)        = 0.440190
+    # image 2: z = 0.5, logits (1, -0.5): softplus(1) - 0.5 + softplus(-0.5) + 0.5 = 1.787339
+    # KL = (mean^2 + e^log_var - 1 - log_var) / 2 = (mean^2 + 59) / 2: 30 and 29.625
+    assert metrics["loss"] == pytest.approx((0.440190 + 1.787339) / 2, abs=1e-5)
+    assert metrics["kl"] == pytest.approx((30 + 29.625) / 2, abs=1e-5)
+    assert metrics["neg_elbo"] == pytest.approx(30.926264, abs=1e-5)
+
+
+def test_kl_warm_up_weights_the_kl_in_the_training_loss(tmp_path):
+    # lr 0: the model never changes, so both runs see the same batch, latents and KL per epoch
+    # and the loss the optimiser is given differs only by the KL weight
+    runs = {
+        warmup: train(
+            _options(
+                tmp_path / str(warmup), "vae", epochs=2, max_batches=1, lr=0.0,
+                schedule="constant", beta=40.0, kl_warmup=warmup,
+            )
+        ).history
+        for warmup in (0, 4)
+    }  # fmt: skip
+    for epoch, (full, warming) in enumerate(zip(runs[0], runs[4], strict=True), start=1):
+        kl = full["train_regularisation"]
+        assert kl > 0.01 and warming["train_regularisation"] == pytest.approx(kl, rel=1e-6)
+        # KL weights 40 against 40 * epoch / 4
+        expected = 40 * (1 - epoch / 4) * kl
+        assert full["train_loss"] - warming["train_loss"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_same_seed_gives_the_same_checkpoint(tmp_path):
