@@ -7,6 +7,7 @@ import threading
 
 import torch
 from PIL import Image
+from torch import nn
 
 
 def png_bytes(size=(28, 28), mode="L", seed=0, fmt="PNG") -> bytes:
@@ -44,3 +45,51 @@ class ExecutorGate:
 
     def release(self):
         self.event.set()
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """ReLU whose backward pass rectifies the incoming gradient (the deconvnet rule)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp_min(0)
+
+
+def autograd_projection(features: nn.Sequential, x, layer, k, channel=None):
+    """Independent formulation: back-propagate the kept activations with autograd."""
+    x = x.clone().requires_grad_(True)
+    h = x
+    for module in features[:layer]:
+        h = _DeconvReLU.apply(h) if isinstance(module, nn.ReLU) else module(h)
+    acts = h.detach()
+    if channel is not None:
+        masked = torch.full_like(acts, -torch.inf)
+        masked[:, channel] = acts[:, channel]
+        acts = masked
+    flat = acts.flatten(1)
+    _, idx = flat.topk(k, dim=1)
+    kept = torch.zeros_like(flat).scatter(1, idx, h.detach().flatten(1).gather(1, idx))
+    (grad,) = torch.autograd.grad(h, x, grad_outputs=kept.view_as(h))
+    return grad
+
+
+def assert_same_projection(actual, expected):
+    scale = expected.abs().max().clamp_min(1e-12)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale.item())
+
+
+def spy(app, model):
+    """Record the payload count of every forward pass of ``model``."""
+    batcher = app.state.service.batchers[model]
+    calls, predict = [], batcher.predict
+
+    def recording(key, payloads):
+        calls.append((key, len(payloads)))
+        return predict(key, payloads)
+
+    batcher.predict = recording
+    return calls

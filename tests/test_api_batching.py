@@ -5,20 +5,7 @@ import io
 
 import numpy as np
 
-from tests.helpers import ExecutorGate, png_bytes
-
-
-def spy(app, model):
-    """Record the payload count of every forward pass of ``model``."""
-    batcher = app.state.service.batchers[model]
-    calls, predict = [], batcher.predict
-
-    def recording(key, payloads):
-        calls.append((key, len(payloads)))
-        return predict(key, payloads)
-
-    batcher.predict = recording
-    return calls
+from tests.helpers import ExecutorGate, png_bytes, spy
 
 
 async def test_concurrent_requests_share_one_forward_pass(make_client):

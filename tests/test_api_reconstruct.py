@@ -42,6 +42,42 @@ async def test_png_is_the_models_reconstruction(client, checkpoint_dir):
     assert (torch.from_numpy(expected).int() - served).abs().max() <= 1
 
 
+def _known_digit() -> tuple[bytes, torch.Tensor]:
+    """A 28x28 greyscale PNG of a diagonal gradient, and its pixels in [0, 1]."""
+    pixels = (torch.arange(28).view(28, 1) * 4 + torch.arange(28).view(1, 28) * 5).to(torch.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels.numpy(), "L").save(out, format="PNG")
+    return out.getvalue(), pixels.float().div(255).view(1, 1, 28, 28)
+
+
+def _png_pixels(data: bytes) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(io.BytesIO(data)))).int()
+
+
+async def test_reconstructions_equal_plain_torch_on_known_pixels(client, checkpoint_dir):
+    image, pixels = _known_digit()
+    x = (pixels - 0.1307) / 0.3081  # MNIST normalisation
+    r = await client.post("/reconstruct", files={"file": ("d.png", image, "image/png")})
+    ae = load_checkpoint(checkpoint_dir / "ae").model
+    with torch.no_grad():
+        expected = torch.sigmoid(ae(x))[0, 0].mul(255).round().int()  # binomial
+    assert (_png_pixels(r.content) - expected).abs().max() <= 1
+
+    r = await client.post(
+        "/reconstruct",
+        files={"file": ("d.png", image, "image/png")},
+        data={"model": "vae", "format": "json"},
+    )
+    vae = load_checkpoint(checkpoint_dir / "vae").model
+    with torch.no_grad():
+        mean, log_var = vae.encoder(x).chunk(2, dim=1)  # the encoder's (mean, log-variance)
+        expected = torch.sigmoid(vae.decoder(mean))[0, 0].mul(255).round().int()
+    served = r.json()["images"][0]
+    np.testing.assert_allclose(served["mean"], mean[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(served["log_var"], log_var[0], rtol=1e-4, atol=1e-5)
+    assert (_png_pixels(base64.b64decode(served["image_png"])) - expected).abs().max() <= 1
+
+
 async def test_several_files_make_a_grid_in_order(client):
     files = [
         ("file", (f"{i}.png", png_bytes((28, 28), "L", seed=i), "image/png")) for i in range(3)

@@ -1,5 +1,6 @@
 """POST /visualise through the real app."""
 
+import asyncio
 import base64
 import io
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from service.models import (
     load_checkpoint,
     load_torchvision_network,
 )
-from tests.helpers import png_bytes
+from tests.helpers import assert_same_projection, autograd_projection, png_bytes, spy
 
 
 @pytest.fixture
@@ -104,15 +105,15 @@ async def test_trained_cnn_is_visualised_in_its_own_input_space(client, checkpoi
         data=_form(network="cnn", layer=4, k=3, format="npy"),
     )
     assert r.status_code == 200
-    served = np.load(io.BytesIO(r.content))
-    checkpoint = load_checkpoint(checkpoint_dir / "cnn")
-    spec = ImageSpec(1, 28, checkpoint.normalisation)
-    with one_thread():  # as the service runs a batch of one image
-        expected = UndoableSequential(checkpoint.model.features).visualise_activations(
-            decode_input(image, "image/png", spec, 10**8), layer=4, k=3
-        )
-    assert served.shape == (1, 28, 28) and np.abs(served).max() > 0
-    assert np.array_equal(served, expected[0].numpy())
+    served = torch.from_numpy(np.load(io.BytesIO(r.content)))
+    pixels = torch.from_numpy(np.array(Image.open(io.BytesIO(image)))).float() / 255
+    x = ((pixels - 0.1307) / 0.3081).view(1, 1, 28, 28)  # MNIST normalisation
+    features = load_checkpoint(checkpoint_dir / "cnn").model.features
+    # the deconvnet projection is the gradient of the kept activations when every ReLU's
+    # backward pass is a ReLU: autograd computes it independently
+    expected = autograd_projection(features, x, layer=4, k=3)
+    assert served.shape == (1, 28, 28) and served.abs().max() > 0
+    assert_same_projection(served, expected[0])
 
 
 @pytest.mark.parametrize(
@@ -153,7 +154,8 @@ async def test_missing_file_is_a_422(client):
     assert r.status_code == 422 and r.json()["detail"] == "file: Field required"
 
 
-async def test_batched_requests_match_single_requests(client):
+async def test_batched_requests_match_single_requests(make_client):
+    client, app = await make_client(networks=["alexnet"], max_delay_ms=200)
     images = [png_bytes((224, 224), "RGB", seed=s) for s in range(3)]
 
     async def ask(image):
@@ -163,7 +165,9 @@ async def test_batched_requests_match_single_requests(client):
         return np.load(io.BytesIO(r.content))
 
     alone = [await ask(i) for i in images]
-    together = await __import__("asyncio").gather(*(ask(i) for i in images))
+    calls = spy(app, "alexnet")
+    together = await asyncio.gather(*(ask(i) for i in images))
+    assert calls == [(("visualise", 6, 5, None), 3)]  # one forward pass for the three
     for a, b in zip(alone, together, strict=True):
         torch.testing.assert_close(
             torch.from_numpy(b), torch.from_numpy(a), rtol=1e-4, atol=1e-6 * float(np.abs(a).max())
