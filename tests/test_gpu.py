@@ -1,11 +1,15 @@
 """CUDA checks; skipped without a GPU, run when one is lent."""
 
+import asyncio
+import io
+
+import numpy as np
 import pytest
 import torch
 from torchvision import models
 
-from service.models import UndoableSequential
-from tests.helpers import png_bytes
+from service.models import UndoableSequential, load_checkpoint
+from tests.helpers import png_bytes, spy
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,14 +30,36 @@ def test_projection_on_cuda_matches_the_cpu_and_is_deterministic():
     torch.testing.assert_close(first.cpu(), cpu, rtol=1e-3, atol=1e-4 * scale)
 
 
-async def test_service_batches_on_cuda(make_client):
-    client, app = await make_client(device="cuda", networks=["alexnet"], max_delay_ms=100)
+async def test_service_batches_on_cuda(make_client, checkpoint_dir):
+    client, app = await make_client(device="cuda", networks=["alexnet"], max_delay_ms=200)
     assert app.state.service.device.type == "cuda"
-    r = await client.post(
-        "/visualise",
-        files={"file": ("x.png", png_bytes((224, 224), "RGB"))},
-        data={"layer": "5", "format": "npy"},
-    )
-    assert r.status_code == 200
-    r = await client.post("/generate", json={"n": 64, "seed": 0, "format": "npy"})
-    assert r.status_code == 200
+    images = [png_bytes((224, 224), "RGB", seed=s) for s in range(4)]
+
+    async def visualise(image):
+        r = await client.post(
+            "/visualise", files={"file": ("x.png", image)}, data={"layer": "5", "format": "npy"}
+        )
+        assert r.status_code == 200, r.text
+        return torch.from_numpy(np.load(io.BytesIO(r.content)))
+
+    alone = [await visualise(image) for image in images]
+    calls = spy(app, "alexnet")
+    together = await asyncio.gather(*(visualise(image) for image in images))
+    assert calls == [(("visualise", 5, 9, None), 4)]  # one forward pass for the four
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * a.abs().max().item())
+
+    async def generate(seed):
+        r = await client.post("/generate", json={"n": 32, "seed": seed, "format": "npy"})
+        assert r.status_code == 200, r.text
+        return torch.from_numpy(np.load(io.BytesIO(r.content)))
+
+    calls = spy(app, "vae")
+    samples = await asyncio.gather(generate(0), generate(1))
+    assert calls == [(("generate",), 2)]
+    decoder = load_checkpoint(checkpoint_dir / "vae").model.decoder  # on the CPU
+    for seed, images in enumerate(samples):
+        z = torch.randn(32, 6, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            expected = torch.sigmoid(decoder(z))
+        torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-5)
