@@ -1,17 +1,30 @@
-"""Process-wide tuning (service/runtime.py)."""
+"""Process-wide tuning (service/runtime.py), observed in fresh processes where it is global."""
 
 import gc
+import json
 import os
 import subprocess
 import sys
+import weakref
+from pathlib import Path
 
-from service import runtime
-from service.runtime import (
-    freeze_loaded_objects,
-    keep_freed_memory,
-    limit_openmp_spinning,
-    unfreeze_objects,
-)
+from service.runtime import freeze_loaded_objects, limit_openmp_spinning, unfreeze_objects
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, **env: str) -> str:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GOMP_", "MALLOC_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=base | env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def test_openmp_spinning_is_limited_unless_the_user_set_it(monkeypatch):
@@ -23,53 +36,77 @@ def test_openmp_spinning_is_limited_unless_the_user_set_it(monkeypatch):
     assert os.environ["GOMP_SPINCOUNT"] == "5"
 
 
-def test_the_service_sets_it_before_torch_loads_openmp():
-    code = "import service, torch, os; print(os.environ['GOMP_SPINCOUNT'])"
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "20000", out.stderr
+# records GOMP_SPINCOUNT at the moment torch (which loads libgomp, which reads it) is imported
+_WATCH_TORCH_IMPORT = """
+import os, sys
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("GOMP_SPINCOUNT"))
+sys.meta_path.insert(0, Watch())
+import service.api
+print(seen)
+"""
 
 
-class _FakeLibc:
-    def __init__(self, name):
-        self.calls = _FakeLibc.calls
-
-    def mallopt(self, parameter, value):
-        self.calls.append((parameter, value))
-        return 1
+def test_the_service_sets_it_before_torch_is_imported():
+    assert _python(_WATCH_TORCH_IMPORT) == "['20000']"
 
 
-def test_large_blocks_stay_on_the_heap_unless_the_user_tuned_malloc(monkeypatch):
-    monkeypatch.setattr(runtime.ctypes, "CDLL", _FakeLibc)
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    _FakeLibc.calls = []
-    keep_freed_memory()
-    assert _FakeLibc.calls == [(-3, 32 << 20), (-1, 256 << 20)]  # M_MMAP_, M_TRIM_THRESHOLD
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    _FakeLibc.calls = []
-    keep_freed_memory()
-    assert _FakeLibc.calls == []
+# an 8 MiB block: where it comes from (mmap or the heap), and whether the heap keeps it freed
+_MALLOC_PROBE = """
+import ctypes, ctypes.util, json
+from service.runtime import keep_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+keep_freed_memory()
+before = libc.mallinfo2()
+block = libc.malloc(8 << 20)
+during = libc.mallinfo2()
+libc.free(block)
+after = libc.mallinfo2()
+mmapped, heap_kept = during.hblkhd - before.hblkhd, after.arena - before.arena
+print(json.dumps({"mmapped": mmapped, "heap_kept": heap_kept}))
+"""
 
 
-def test_a_libc_without_mallopt_is_left_alone(monkeypatch):
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: object())
-    keep_freed_memory()  # no AttributeError
+def test_large_blocks_stay_on_the_heap_unless_the_user_tuned_malloc():
+    tuned = json.loads(_python(_MALLOC_PROBE))
+    assert tuned["mmapped"] == 0 and tuned["heap_kept"] >= 8 << 20
+    # the user's own threshold (64 KiB) is left in force: the block is mapped and unmapped
+    users = json.loads(_python(_MALLOC_PROBE, MALLOC_MMAP_THRESHOLD_="65536"))
+    assert users["mmapped"] >= 8 << 20 and users["heap_kept"] < 8 << 20
 
 
-def test_freezing_leaves_the_objects_alive_now_out_of_collections():
+class _Node:
+    pass
+
+
+def _cycle() -> tuple[_Node, weakref.ref]:
+    node = _Node()
+    node.itself = node  # only the cycle collector can free it
+    return node, weakref.ref(node)
+
+
+def test_objects_alive_when_frozen_are_left_out_of_collections_until_unfrozen():
+    old, old_ref = _cycle()
     try:
         freeze_loaded_objects()
-        frozen = gc.get_freeze_count()
-        assert frozen > 1000  # at least the modules imported so far
-        garbage = [[] for _ in range(100)]
-        assert gc.get_freeze_count() == frozen  # later objects are collected as before
-        del garbage
+        new, new_ref = _cycle()
+        del old, new  # both are garbage now
+        gc.collect()
+        assert new_ref() is None  # later objects are collected as before
+        assert old_ref() is not None  # the frozen one is not even looked at
     finally:
         unfreeze_objects()
-    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert old_ref() is None and gc.get_freeze_count() == 0
 
 
 async def test_the_service_freezes_once_ready_and_unfreezes_when_it_stops(make_client):
