@@ -18,67 +18,87 @@ CONFIG_ERROR_STATUS = 2  # as argparse exits for a bad command line
 
 
 class Settings(BaseSettings):
-    """Every knob of the service. Each field is the environment variable ``UNCONV_<NAME>``."""
+    """Every knob of the service. Each field is the environment variable ``UNCONV_<NAME>``;
+    its description is the README's settings table, word for word (tests/test_readme.py)."""
 
     # an empty variable (`UNCONV_X=` in a compose or .env file) means the default
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     checkpoint_dir: Path = Field(
-        Path("checkpoints"), description="Directory of <name>.json + <name>.safetensors checkpoints"
+        Path("checkpoints"),
+        description="Directory of `<name>.json` + `<name>.safetensors` checkpoints; every one is "
+        "served under its name",
     )
     networks: Annotated[list[str], NoDecode] = Field(
         ["alexnet", "vgg16"],
-        description="torchvision networks served by /visualise (comma-separated; none for none)",
+        description="torchvision networks served by `/visualise` (`vgg11` also works; `none` for "
+        "none)",
     )
     allow_download: bool = Field(
-        False, description="Download missing torchvision weights into $TORCH_HOME at start-up"
+        False, description="Download missing torchvision weights into `$TORCH_HOME` at start-up"
     )
     device: str = Field(
-        "auto", description="Where models run: auto (CUDA when present), cpu, cuda or cuda:N"
+        "auto",
+        description="`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`; a device this machine "
+        "lacks stops the start",
     )
-    host: str = Field("127.0.0.1", description="Address `python -m service` binds to")
+    host: str = Field(
+        "127.0.0.1", description="Address `python -m service` binds to (`0.0.0.0` in the image)"
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m service` listens on")
     max_batch_size: int = Field(64, ge=1, description="Most items (images) in one forward pass")
     max_delay_ms: float = Field(
         0.0,
         ge=0,
         description="How long a batch that is not full waits for more requests; 0 never waits "
-        "(requests arriving during a forward pass form the next batch)",
+        "(requests that arrive during a forward pass form the next batch)",
     )
     concurrent_batches: int = Field(
         2,
         ge=1,
-        description="Batches that run at once, an inference thread each; while one runs its "
-        "forward pass, another decodes or encodes its images, and they share the CPU threads",
+        description="Batches that run at once, an inference thread each: while one runs its "
+        "forward pass, another decodes or encodes its images; they share the CPU threads",
     )
-    max_queue: int = Field(1024, ge=1, description="Most items waiting per model; then 503")
-    request_timeout_s: float = Field(30.0, gt=0, description="Deadline per request; then 504")
+    max_queue: int = Field(
+        1024, ge=1, description="Most items waiting per model; beyond it 503 with `Retry-After`"
+    )
+    request_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline for a request's wait and forward pass; then 504 and it is dropped",
+    )
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body; then 413"
     )
     max_image_pixels: int = Field(
-        25_000_000, ge=1, description="Largest decoded image (width x height); then 413"
+        25_000_000,
+        ge=1,
+        description="Largest image (width x height), checked before decoding; then 413",
     )
-    max_files: int = Field(256, ge=1, description="Most images in one /reconstruct request")
+    max_files: int = Field(256, ge=1, description="Most images in one `/reconstruct` request")
     api_key: SecretStr | None = Field(
-        None, description="When set, requests need the header X-API-Key (health stays open)"
+        None,
+        description="When set, `POST /visualise`, `POST /reconstruct`, `POST /generate` and `GET "
+        "/models` need the header `X-API-Key` (else 401); `/healthz`, `/readyz`, "
+        "`/v2/health/*`, `/metrics`, `/docs`, `/openapi.json` and the web page do not",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        [], description="Origins allowed by CORS (comma-separated; * for any)"
+        [], description="Origins allowed by CORS, comma-separated (`*` for any)"
     )
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for forward passes, shared by the batches running at once "
-        "(default: PyTorch's, one per core)",
+        description="CPU threads for forward passes (unset: PyTorch's default, one per core); "
+        "a batch that starts while others run gets its share, a batch of one image one thread",
     )
     codec_threads: int | None = Field(
         None,
         ge=1,
-        description="Threads that decode and encode a batch's images (default: cores, at most 4)",
+        description="Threads that decode uploads and encode answers of a batch at once (unset: the "
+        "number of cores, at most 4)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
-        "info", description="Log level"
+        "info", description="`critical`, `error`, `warning`, `info` or `debug`"
     )
 
     @field_validator("api_key", mode="before")
@@ -99,22 +119,11 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _usable_device(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value in ("auto", "cpu"):
-            return value
-        import torch  # only here: the package sets OpenMP variables before torch loads
+        # only here: the package sets OpenMP variables before torch loads
+        from .models.device import resolve_device
 
-        try:
-            device = torch.device(value)
-        except RuntimeError:
-            device = None
-        if device is None or device.type != "cuda":
-            raise ValueError("expected auto, cpu, cuda or cuda:N")
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError("CUDA is not available on this machine; use auto or cpu")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"this machine has CUDA devices cuda:0 to cuda:{count - 1}")
+        value = value.strip().lower()
+        resolve_device(value)  # the one validation: raises ValueError saying what is allowed
         return value
 
 

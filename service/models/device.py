@@ -23,7 +23,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     Raises
     ------
     ValueError
-        For any other name, or for CUDA when there is no such CUDA device.
+        For any other name, or for CUDA when there is no such CUDA device; the message says
+        what is allowed (the caller shows the name).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -31,9 +32,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     match = _CUDA.fullmatch(name)
     if match is None:
-        raise ValueError(f"expected device auto, cpu, cuda or cuda:N but received {name!r}")
+        raise ValueError("expected auto, cpu, cuda or cuda:N")
     index = int(match.group(1)) if match.group(1) is not None else local_rank
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError("CUDA is not available on this machine; use auto or cpu")
     if index >= count:
-        raise ValueError(f"device {name!r} was asked for but {count} CUDA devices are available")
+        raise ValueError(f"this machine has CUDA devices cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)

@@ -30,10 +30,11 @@ def test_auto_is_the_cpu_without_cuda_and_this_ranks_gpu_with_it(gpus):
 @pytest.mark.parametrize(
     "gpu_count, name, message",
     [
-        (0, "cuda", "'cuda' was asked for but 0 CUDA devices are available"),
-        (1, "cuda:1", "'cuda:1' was asked for but 1 CUDA devices are available"),
-        (1, "tpu", "expected device auto, cpu, cuda or cuda:N but received 'tpu'"),
-        (1, "cuda:x", "but received 'cuda:x'"),
+        (0, "cuda", "CUDA is not available on this machine; use auto or cpu"),
+        (0, "cuda:1", "CUDA is not available on this machine; use auto or cpu"),
+        (2, "cuda:2", "this machine has CUDA devices cuda:0 to cuda:1"),
+        (1, "tpu", "expected auto, cpu, cuda or cuda:N"),
+        (1, "cuda:x", "expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_a_device_that_is_not_there_is_refused(gpus, gpu_count, name, message):
