@@ -110,6 +110,17 @@ def test_ex2_alexnet_cells(pretrained, alexnet_features, x_im):
     )
 
 
+def test_ex2_alexnet_cells_companion(alexnet_features, x_im):
+    # the cells above pass for an all-zero projection; this needs the right one at their layers
+    seq = UndoableSequential(alexnet_features)
+    for layer, receptive_field in ((1, 11), (4, 51)):
+        vis = seq.visualise_activations(x_im, layer=layer)
+        expected = autograd_projection(alexnet_features, x_im, layer, 9)
+        nonzero = torch.count_nonzero(expected.sum(1)).item()
+        assert 0 < nonzero <= 9 * receptive_field**2, layer
+        assert_same_projection(vis, expected)
+
+
 def test_keep_top_k_keeps_k_highest_per_sample():
     t = torch.tensor([[[1.0, 5.0], [3.0, -2.0]], [[0.0, 0.5], [9.0, 4.0]]])
     kept = keep_top_k(t, k=2)

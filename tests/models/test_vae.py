@@ -17,6 +17,20 @@ def test_ex5_sample_shape_and_mean():
     )
 
 
+def test_ex5_sample_companion_is_the_reparameterisation_with_the_right_variance():
+    # the cell above is unseeded and checks only the mean, to 0.1
+    mean = torch.full((4096, 3), 1.5)
+    std = torch.tensor([0.5, 1.0, 2.0])
+    log_var = (2 * std.log()).expand(4096, 3)
+    z = VariationalAutoEncoder.sample(mean, log_var, torch.Generator().manual_seed(0))
+    eps = torch.randn(4096, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z, mean + std * eps)
+    torch.manual_seed(0)
+    z = VariationalAutoEncoder.sample(mean, log_var)  # the global generator, as in training
+    torch.testing.assert_close(z.mean(0), torch.full((3,), 1.5), rtol=0, atol=0.1)
+    torch.testing.assert_close(z.var(0), std**2, rtol=0.1, atol=0)
+
+
 def test_ex5_sample_is_differentiable():
     mean = torch.zeros(1024, 10).requires_grad_(True)
     log_var = torch.zeros(1024, 10).requires_grad_(True)
