@@ -120,60 +120,59 @@ def _hand_written(path: Path) -> str:
     return "".join(f"\n## {s.rstrip()}\n" for s in kept)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10, help="epochs for both VAEs")
-    parser.add_argument("--out", type=Path, default=Path("docs/training.md"))
-    parser.add_argument(
-        "--vae", type=Path, help="judge this VAE checkpoint only; keep the rest of --out"
-    )
-    args = parser.parse_args()
-    if args.vae is not None:
-        section = generation_section(args.vae)
-        print(section)
-        text = args.out.read_text() if args.out.is_file() else "# Training quality\n"
-        args.out.write_text(_with_section(text, section))
-        return
-    rows = []
-    ref_elbo, ref_seconds = reference_vae(args.epochs)
-    rows.append(
+def _judge_one(vae: Path, out: Path) -> None:
+    """Rewrite only the generation section of ``out`` for the checkpoint ``vae``."""
+    section = generation_section(vae)
+    print(section)
+    text = out.read_text() if out.is_file() else "# Training quality\n"
+    out.write_text(_with_section(text, section))
+
+
+def _train_and_measure(epochs: int) -> tuple[list[tuple], str, float]:
+    """Train the reference VAE and our defaults; their table rows and the generation section."""
+    ref_elbo, ref_seconds = reference_vae(epochs)
+    rows = [
         (
             "pytorch/examples VAE (MLP 784-400-20)",
             "neg. ELBO",
             f"{ref_elbo:.1f} nats",
-            args.epochs,
+            epochs,
             ref_seconds,
             "reference",
         )
-    )
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        vae, seconds, epochs = ours("vae", args.epochs, Path(tmp))
+        vae, seconds, vae_epochs = ours("vae", epochs, Path(tmp))
         rows.append(
             (
                 "our default `vae`",
                 "neg. ELBO",
                 f"{vae['neg_elbo']:.1f} nats",
-                epochs,
+                vae_epochs,
                 seconds,
                 GOALS["vae"],
             )
         )
         generation = generation_section(Path(tmp) / "vae")
-        ae, seconds, epochs = ours("ae", None, Path(tmp))
+        ae, seconds, ae_epochs = ours("ae", None, Path(tmp))
         rows.append(
-            ("our default `ae`", "MSE [0,1]", f"{ae['mse']:.5f}", epochs, seconds, GOALS["ae"])
+            ("our default `ae`", "MSE [0,1]", f"{ae['mse']:.5f}", ae_epochs, seconds, GOALS["ae"])
         )
-        cnn, seconds, epochs = ours("cnn", None, Path(tmp))
+        cnn, seconds, cnn_epochs = ours("cnn", None, Path(tmp))
         rows.append(
             (
                 "our default `cnn`",
                 "accuracy",
                 f"{100 * cnn['accuracy']:.2f}%",
-                epochs,
+                cnn_epochs,
                 seconds,
                 GOALS["cnn"],
             )
         )
+    return rows, generation, ref_elbo
+
+
+def _write_report(out: Path, rows: list[tuple], generation: str) -> None:
     table = [
         "| model | held-out metric | value | epochs | train seconds | goal |",
         "|---|---|---|---|---|---|",
@@ -185,16 +184,31 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         "# Training quality\n\n"
         "Held-out split of `mnist-5k`: the last 100 rows of every digit (1,000 images); training "
         "on the first 400 of every digit (4,000 images). Negative ELBO: reconstruction summed "
         "over pixels plus KL, one latent sample per image, nats per image. Train seconds count "
         "training epochs only, not evaluation.\n\n"
         f"Machine: {machine}. Command: `python -m bench.training_quality`, run on "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}{_hand_written(args.out)}"
+        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}{_hand_written(out)}"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs for both VAEs")
+    parser.add_argument("--out", type=Path, default=Path("docs/training.md"))
+    parser.add_argument(
+        "--vae", type=Path, help="judge this VAE checkpoint only; keep the rest of --out"
+    )
+    args = parser.parse_args()
+    if args.vae is not None:
+        _judge_one(args.vae, args.out)
+        return
+    rows, generation, ref_elbo = _train_and_measure(args.epochs)
+    _write_report(args.out, rows, generation)
     if not math.isfinite(ref_elbo):
         raise SystemExit("reference VAE diverged")
 
