@@ -6,7 +6,9 @@ sizes and several ways of splitting the cores (``Split``): one pipeline whose fo
 every core and whose codec runs on as many threads as cores (the service runs it on
 ``min(4, cores)``), or one independent single-threaded pipeline per core, so that one decodes
 while another runs its forward pass. The best rate of all is the ceiling; a service that beat
-it would mean the ceiling missed a better split.
+it would mean the ceiling missed a better split. Each model has the memory layout that runs it
+fastest (channels-last for the MNIST nets, contiguous for AlexNet; docs/performance.md), as
+in the service.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torchvision import models
 
 from service.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
 from service.inference import CodecPool
-from service.models import IMAGENET_NORMALISATION, MNIST_NORMALISATION, UndoableSequential
+from service.models import (
+    IMAGENET_NORMALISATION,
+    MNIST_NORMALISATION,
+    UndoableSequential,
+    alexnet_features,
+)
 from training.recipes import RECIPES
 
 MAX_PIXELS = 10**8
@@ -127,7 +133,7 @@ def _decode_all(pool: CodecPool, data: bytes, mime: str, spec: ImageSpec, bs: in
 
 
 def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)) -> dict:
-    ae = RECIPES["ae"].config.build("binomial").eval()
+    ae = RECIPES["ae"].config.build("binomial").eval().to(memory_format=torch.channels_last)
     spec = ImageSpec(1, 28, MNIST_NORMALISATION)
 
     def model_only(bs, pool, threads):
@@ -157,7 +163,7 @@ def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)
 
 
 def generate(n: int = 64, min_time: float = 0.4) -> dict:
-    vae = RECIPES["vae"].config.build("binomial").eval()
+    vae = RECIPES["vae"].config.build("binomial").eval().to(memory_format=torch.channels_last)
     z = torch.randn(n, RECIPES["vae"].config.latent_features)
 
     def work(codec: bool):
@@ -208,8 +214,10 @@ def _visualise(deconv, spec, data: bytes, mime: str, layer: int, sizes, min_time
 def visualise(photo: bytes, min_time: float = 0.4) -> dict:
     """AlexNet layer 5 and the MNIST CNN's layer 4 on a JPEG photograph."""
     torch.manual_seed(0)
-    alexnet = UndoableSequential(models.alexnet().features.eval())
-    cnn = UndoableSequential(RECIPES["cnn"].config.build().features.eval())
+    alexnet = UndoableSequential(alexnet_features().eval())
+    cnn = UndoableSequential(
+        RECIPES["cnn"].config.build().features.eval().to(memory_format=torch.channels_last)
+    )
     imagenet = ImageSpec(3, 224, IMAGENET_NORMALISATION, resize=256)
     mnist = ImageSpec(1, 28, MNIST_NORMALISATION)
     return {

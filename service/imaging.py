@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.utils import make_grid
 
 from .errors import ServiceError
 from .models import Normalisation
@@ -186,12 +185,27 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
-    """(N, C, H, W) -> one (C, H', W') image, row by row in order, 2-pixel grey gaps."""
+def grid(
+    images: torch.Tensor, columns: int = 8, padding: int = 2, pad_value: float = 0.5
+) -> torch.Tensor:
+    """
+    (N, C, H, W) -> one (C, H', W') image: the images row by row in order, ``columns`` to a
+    row, each framed by ``padding`` pixels of ``pad_value`` (torchvision's ``make_grid``
+    layout, without importing it). One image comes back as it is.
+    """
     if len(images) == 1:
         return images[0]
-    tiled = make_grid(images, nrow=min(columns, len(images)), padding=2, pad_value=0.5)
-    return tiled[: images.shape[1]]  # make_grid repeats a single channel three times
+    count, channels, height, width = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    step_y, step_x = height + padding, width + padding
+    tiled = images.new_full(
+        (channels, rows * step_y + padding, columns * step_x + padding), pad_value
+    )
+    for i, image in enumerate(images):
+        top, left = padding + (i // columns) * step_y, padding + (i % columns) * step_x
+        tiled[:, top : top + height, left : left + width] = image
+    return tiled
 
 
 def encode_npy(array: torch.Tensor) -> bytes:

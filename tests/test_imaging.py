@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.imaging import ImageSpec, decode_input, encode_png, to_uint8
+from service.imaging import ImageSpec, decode_input, encode_png, grid, to_uint8
 from service.models import IMAGENET_NORMALISATION
 
 
@@ -49,3 +49,20 @@ def test_centre_crop_keeps_the_centre_of_a_wide_image():
     Image.fromarray(pixels).save(out, format="PNG")
     x = IMAGENET_NORMALISATION.denormalise(decode_input(out.getvalue(), "image/png", spec, 10**8))
     assert x.min() > 0.99  # the crop lies inside the white square
+
+
+@pytest.mark.parametrize(
+    ("count", "channels", "columns", "padding"),
+    [(2, 1, 8, 2), (16, 1, 8, 2), (13, 3, 4, 1), (9, 1, 3, 0), (5, 3, 8, 2)],
+)
+def test_grid_lays_images_out_as_torchvision_does(count, channels, columns, padding):
+    from torchvision.utils import make_grid  # the reference the service no longer imports
+
+    images = torch.rand(count, channels, 6, 5, generator=torch.Generator().manual_seed(count))
+    expected = make_grid(images, nrow=columns, padding=padding, pad_value=0.5)[:channels]
+    assert torch.equal(grid(images, columns, padding), expected)
+
+
+def test_grid_of_one_image_is_that_image():
+    image = torch.rand(1, 1, 28, 28)
+    assert torch.equal(grid(image), image[0])

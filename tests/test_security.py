@@ -70,7 +70,7 @@ async def test_weights_with_a_matching_hash_are_still_never_unpickled(
 
 def test_the_published_prefix_is_the_one_in_torchvisions_file_name():
     for spec in TORCHVISION_NETWORKS.values():
-        name = Path(spec.weights.url).name  # e.g. alexnet-owt-7be5be79.pth
+        name = Path(spec.url).name  # e.g. alexnet-owt-7be5be79.pth
         assert PUBLISHED(spec.weights_path) == name.split("-")[-1][:-4]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
+from service.imaging import encode_png, grid
 from service.models import Checkpoint, to_intensities
 
 
@@ -42,7 +42,7 @@ def save_reconstructions(checkpoint: Checkpoint, inputs: torch.Tensor, path: Pat
     logits = logits[0] if isinstance(logits, tuple) else logits
     pixels = checkpoint.normalisation.denormalise(x).clamp(0, 1)
     rows = torch.cat([pixels, to_intensities(logits, model.assumption, x_range)])
-    save_image(rows.cpu(), path, nrow=len(inputs), padding=1, pad_value=0.5)
+    Path(path).write_bytes(encode_png(grid(rows.cpu(), len(inputs), padding=1)))
 
 
 @torch.no_grad()
@@ -53,7 +53,7 @@ def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     images = model.decode(model.sample_prior(n, latent, generator).to(device))
-    save_image(images.cpu(), path, nrow=8, padding=1, pad_value=0.5)
+    Path(path).write_bytes(encode_png(grid(images.cpu(), 8, padding=1)))
 
 
 def summary_table(history: list[dict]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 import os
 import platform
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
@@ -25,6 +25,7 @@ from service.models import (
     save_checkpoint,
     target_transform,
 )
+from service.runtime import keep_freed_memory
 
 from .data import AutoMNIST, ImageSplits, load_images, random_shift, to_pixels
 from .loop import evaluate, make_criterion, train_one_epoch
@@ -179,7 +180,7 @@ def _metadata(options, recipe, splits, history, device, world_size) -> dict:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": importlib.metadata.version("torchvision"),
         },
         "git_commit": _git_commit(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -268,6 +269,7 @@ def train(options: TrainOptions) -> TrainResult:
     ``--batch-size`` images (DistributedDataParallel, NCCL on GPUs, gloo on CPUs) and rank 0
     evaluates and writes the checkpoint.
     """
+    keep_freed_memory()  # large activations page-faulted in afresh every step: docs/training.md
     world = _World.join(options.device)
     run = _set_up(options, world)
     first = len(run.history) + 1  # after the epochs a resumed run has done
@@ -296,7 +298,11 @@ def _set_up(options: TrainOptions, world: _World) -> _Run:
     torch.manual_seed(options.seed)
     splits = load_images(options.data, options.data_root, options.download)
     train_set, test_set = _datasets(recipe, splits)
-    model = recipe.config.build(recipe.assumption).to(world.device)
+    # channels-last convolutions train 1.3-1.6x faster on the CPU (docs/training.md); the
+    # checkpoint is written contiguous, so the format is the trainer's business only
+    model = recipe.config.build(recipe.assumption).to(
+        world.device, memory_format=torch.channels_last
+    )
     shuffle = torch.Generator().manual_seed(options.seed)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     if options.max_batches:
@@ -326,7 +332,7 @@ def _set_up(options: TrainOptions, world: _World) -> _Run:
         shuffle=shuffle,
         sampler=sampler,
         batches=batches,
-        test_batches=_loader(test_set, 500),
+        test_batches=_loader(test_set, 100),  # under the 32 MiB mmap threshold: faster
         steps_per_epoch=steps_per_epoch,
         history=history,
     )

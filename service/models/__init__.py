@@ -39,6 +39,7 @@ from .torchvision_nets import (
     TORCHVISION_NETWORKS,
     NetworkSpec,
     WeightsUnavailable,
+    alexnet_features,
     load_torchvision_network,
 )
 from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_divergence
@@ -50,6 +51,7 @@ __all__ = [
     "IMAGENET_NORMALISATION",
     "MNIST_NORMALISATION",
     "TORCHVISION_NETWORKS",
+    "alexnet_features",
     "AutoEncoder",
     "CNNConfig",
     "Checkpoint",

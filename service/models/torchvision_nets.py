@@ -1,5 +1,9 @@
 """ImageNet networks from torchvision, whose feature stacks the deconvnet visualises.
 
+Only the feature stacks are built, here, layer for layer as torchvision builds them (the same
+parameter names, so torchvision's weight files load as they are): importing torchvision's
+model zoo takes seconds (it pulls in ``torch._dynamo``), most of a cold start, and the
+classifiers hold nine tenths of AlexNet's weights, which the visualiser never uses.
 Weights come from torchvision's own cache (``$TORCH_HOME/hub/checkpoints``), so a file put there
 once works offline; they are downloaded only when the caller allows it. Either way the file's
 SHA-256 must start with the prefix torchvision publishes in its name (``alexnet-owt-7be5be79``),
@@ -18,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
 
 from .losses import Normalisation
 
@@ -30,31 +33,84 @@ class WeightsUnavailable(RuntimeError):
 
 
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # as torch.hub names the files it checks
+_WEIGHTS_URL = "https://download.pytorch.org/models/"  # torchvision's IMAGENET1K_V1 files
+
+
+def alexnet_features() -> nn.Sequential:
+    """torchvision's ``alexnet().features``: (N, 3, 224, 224) -> (N, 256, 6, 6)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+
+
+def vgg_features(channels: tuple[int | str, ...]) -> nn.Sequential:
+    """torchvision's ``vgg*().features`` (no batch norm): 3x3 convolutions with the given
+    output channels, "M" a 2x2 max-pool; (N, 3, 224, 224) -> (N, 512, 7, 7)."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for out in channels:
+        if out == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(in_channels, out, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            in_channels = out
+    return nn.Sequential(*layers)
+
+
+_VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class FeatureNetwork(nn.Module):
+    """The feature stack of an ImageNet network, as ``.features`` (torchvision's name)."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """How to build one torchvision network and prepare images for it."""
+    """How to build one torchvision network's feature stack and prepare images for it."""
 
     name: str
-    builder: Callable[..., nn.Module]
-    weights: models.WeightsEnum
+    build_features: Callable[[], nn.Sequential]
+    weights_file: str  # the name of torchvision's IMAGENET1K_V1 file, with its hash prefix
     input_size: int = 224
     resize_size: int = 256
     normalisation: Normalisation = IMAGENET_NORMALISATION
 
     @property
+    def url(self) -> str:
+        return _WEIGHTS_URL + self.weights_file
+
+    @property
     def weights_path(self) -> Path:
         """Where torchvision caches these weights."""
-        return Path(torch.hub.get_dir()) / "checkpoints" / Path(self.weights.url).name
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.weights_file
 
 
 TORCHVISION_NETWORKS = {
     spec.name: spec
     for spec in (
-        NetworkSpec("alexnet", models.alexnet, models.AlexNet_Weights.IMAGENET1K_V1),
-        NetworkSpec("vgg11", models.vgg11, models.VGG11_Weights.IMAGENET1K_V1),
-        NetworkSpec("vgg16", models.vgg16, models.VGG16_Weights.IMAGENET1K_V1),
+        NetworkSpec("alexnet", alexnet_features, "alexnet-owt-7be5be79.pth"),
+        NetworkSpec("vgg11", lambda: vgg_features(_VGG11), "vgg11-8a719046.pth"),
+        NetworkSpec("vgg16", lambda: vgg_features(_VGG16), "vgg16-397923af.pth"),
     )
 }
 
@@ -63,7 +119,8 @@ def load_torchvision_network(
     name: str, allow_download: bool = False, weights_file: Path | None = None
 ) -> nn.Module:
     """
-    Build a torchvision network with its ``IMAGENET1K_V1`` weights, in eval mode on the CPU.
+    The feature stack of a torchvision network with its ``IMAGENET1K_V1`` weights, in eval
+    mode on the CPU (the file's classifier weights are not loaded).
 
     Parameters
     ----------
@@ -82,7 +139,7 @@ def load_torchvision_network(
         file, or holds anything but tensors.
     """
     spec = TORCHVISION_NETWORKS[name]
-    model = spec.builder(weights=None)
+    model = FeatureNetwork(spec.build_features())
     path = Path(weights_file) if weights_file is not None else spec.weights_path
     if not path.is_file():
         if not allow_download:
@@ -92,10 +149,13 @@ def load_torchvision_network(
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         # checks the hash as it downloads, and moves the file into place only when it matches
-        torch.hub.download_url_to_file(spec.weights.url, str(path), hash_prefix=_published(path))
+        torch.hub.download_url_to_file(spec.url, str(path), hash_prefix=_published(path))
     # a file the caller names is theirs to vouch for; the cache's must be the published one
     state = _read_tensors(path) if weights_file is not None else read_published_weights(path)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")})
+    except RuntimeError as err:
+        raise WeightsUnavailable(f"{path} does not hold {name}'s weights: {err}") from None
     return model.eval()
 
 
@@ -128,9 +188,12 @@ def read_published_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise WeightsUnavailable(f"{path} is not a plain state dict of tensors: {err}") from None
+    if not isinstance(state, dict):
+        raise WeightsUnavailable(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 @functools.lru_cache(maxsize=16)

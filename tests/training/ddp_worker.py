@@ -28,7 +28,11 @@ def _fetch(self, indices):
 
 def _params(prefix: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     model = getattr(model, "module", model)  # inside DistributedDataParallel
-    return {f"{prefix}.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    # contiguous copies: training keeps convolution weights channels-last, safetensors refuses them
+    return {
+        f"{prefix}.{k}": v.detach().clone(memory_format=torch.contiguous_format)
+        for k, v in model.state_dict().items()
+    }
 
 
 def _recording_epoch(model, batches, optimiser, criterion, device, scheduler, max_batches):

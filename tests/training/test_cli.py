@@ -5,6 +5,7 @@ import json
 import pytest
 
 from training.__main__ import main
+from training.recipes import RECIPES
 
 
 def test_help_documents_every_option_with_its_default(capsys):
@@ -27,7 +28,8 @@ def test_help_documents_every_option_with_its_default(capsys):
         "--out",
     ):
         assert option in out
-    assert "(default: 16)" in out and "(default: binomial)" in out
+    batch_size = RECIPES["vae"].batch_size
+    assert f"(default: {batch_size})" in out and "(default: binomial)" in out
 
 
 @pytest.mark.parametrize(
