@@ -99,6 +99,37 @@ class LoadResult:
         }
 
 
+class _ClosedLoop:
+    """Workers that each send the prebuilt request on their own client, back to back, until
+    ``max_requests`` are sent or the deadline passes; latencies in ms and errors counted."""
+
+    def __init__(self, clients: list[httpx.AsyncClient], request: Prepared, max_requests: int):
+        headers = {"content-type": request.content_type}
+        self.prebuilt = {
+            c: c.build_request(request.method, request.path, content=request.body, headers=headers)
+            for c in clients
+        }
+        self.max_requests = max_requests
+        self.latencies: list[float] = []
+        self.errors = self.sent = 0
+
+    async def send(self, client: httpx.AsyncClient) -> tuple[float, bool]:
+        started = time.perf_counter()
+        response = await client.send(self.prebuilt[client])
+        return (time.perf_counter() - started) * 1000, response.status_code == 200
+
+    async def worker(self, client: httpx.AsyncClient, deadline: float) -> None:
+        while self.sent < self.max_requests and time.perf_counter() < deadline:
+            self.sent += 1
+            try:
+                latency, ok = await self.send(client)
+            except httpx.HTTPError:
+                self.errors += 1
+                continue
+            self.latencies.append(latency)
+            self.errors += not ok
+
+
 async def run_load(
     url: str,
     request: Prepared,
@@ -115,48 +146,28 @@ async def run_load(
     before and just after the measured window (after warm-up, before the clients close); the
     result holds both answers.
     """
-    headers = {"content-type": request.content_type}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     clients = [  # plain http on loopback: no TLS context to build per client
         httpx.AsyncClient(base_url=url, limits=limits, timeout=60, verify=False)
         for _ in range(concurrency)
     ]
-    latencies: list[float] = []
-    errors = sent = 0
-
-    prebuilt = {
-        c: c.build_request(request.method, request.path, content=request.body, headers=headers)
-        for c in clients
-    }
-
-    async def send(client: httpx.AsyncClient) -> tuple[float, bool]:
-        started = time.perf_counter()
-        response = await client.send(prebuilt[client])
-        return (time.perf_counter() - started) * 1000, response.status_code == 200
-
-    async def worker(client: httpx.AsyncClient, deadline: float) -> None:
-        nonlocal sent, errors
-        while sent < max_requests and time.perf_counter() < deadline:
-            sent += 1
-            try:
-                latency, ok = await send(client)
-            except httpx.HTTPError:
-                errors += 1
-                continue
-            latencies.append(latency)
-            errors += not ok
-
+    loop = _ClosedLoop(clients, request, max_requests)
     try:
-        await asyncio.gather(*(send(c) for c in clients[: max(1, min(warmup, concurrency))]))
+        await asyncio.gather(*(loop.send(c) for c in clients[: max(1, min(warmup, concurrency))]))
         before = probe() if probe else None
         started = time.perf_counter()
-        deadline = started + max_seconds
-        await asyncio.gather(*(worker(c, deadline) for c in clients))
+        await asyncio.gather(*(loop.worker(c, started + max_seconds) for c in clients))
         seconds = time.perf_counter() - started
         after = probe() if probe else None
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
-    done = len(latencies)
+    done = len(loop.latencies)
     return LoadResult(
-        concurrency, done, errors, seconds, latencies, done * request.images, (before, after)
+        concurrency,
+        done,
+        loop.errors,
+        seconds,
+        loop.latencies,
+        done * request.images,
+        (before, after),
     )

@@ -46,8 +46,8 @@ def machine_line(command: str, epochs: int, max_batches) -> str:
     )
     return (
         f"Command: `{command}`, run on {time.strftime('%Y-%m-%d')}; budget {budget} per model. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (timings "
-        f"would be shorter on a quiet machine), torch {torch.__version__}."
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{os.getloadavg()[0]:.1f} as it finished), torch {torch.__version__}."
     )
 
 

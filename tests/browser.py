@@ -5,7 +5,6 @@ by Playwright, and axe-core. Without Chromium, Playwright or axe-core the tests 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("UNCONV_CHROMIUM", "/usr/bin/chromium"))
@@ -26,12 +27,6 @@ def missing(what: str) -> None:
     if os.environ.get("UNCONV_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{what}; UNCONV_REQUIRE_BROWSER=1 needs it (.ci/run installs it)")
     pytest.skip(f"{what}; `make browser` and `apt-get install chromium` install it")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

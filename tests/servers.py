@@ -33,8 +33,12 @@ def served_checkpoints(source: Path, target: Path, names=("ae", "vae", "cnn")) -
 
 
 @contextmanager
-def running_service(checkpoint_dir: Path, log: Path, **env: str) -> Iterator[tuple]:
-    """Yields (process, base URL) once /readyz answers 200; SIGTERM and wait at the end."""
+def running_service(
+    checkpoint_dir: Path, log: Path, module: str = "service", **env: str
+) -> Iterator[tuple]:
+    """``python -m <module>`` (the service, or ``tests.fake_weights``: the service trusting
+    conftest's random AlexNet weights); yields (process, base URL) once /readyz answers 200,
+    and SIGTERM and wait at the end unless the process has exited."""
     port = free_port()
     environment = {
         **os.environ,
@@ -44,7 +48,7 @@ def running_service(checkpoint_dir: Path, log: Path, **env: str) -> Iterator[tup
     } | env
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", module], cwd=ROOT, env=environment, stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
     try:

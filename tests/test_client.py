@@ -1,13 +1,10 @@
 """The Python client and its CLI against the real service."""
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,60 +13,24 @@ from PIL import Image
 
 from service.client import AsyncUnconvClient, UnconvClient, UnconvError
 from tests.helpers import png_bytes
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(checkpoint_dir, module="service", **env) -> tuple[subprocess.Popen, str]:
-    """``python -m service`` on a free port, as a user starts it; returns once it is ready."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "UNCONV_CHECKPOINT_DIR": str(checkpoint_dir),
-        "UNCONV_PORT": str(port),
-        "UNCONV_NETWORKS": "",
-    } | env
-    server = subprocess.Popen(
-        [sys.executable, "-m", module],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise AssertionError(f"python -m service did not become ready (exit {server.poll()})")
+from tests.servers import ROOT, running_service
 
 
 @pytest.fixture(scope="module")
-def client(checkpoint_dir, hub_dir):
-    server, url = start_service(
-        checkpoint_dir,
-        "tests.fake_weights",  # python -m service, trusting conftest's random AlexNet weights
-        TORCH_HOME=str(hub_dir),
-        UNCONV_NETWORKS="alexnet",
-        UNCONV_API_KEY="k",
-    )
-    try:
-        with UnconvClient(url, api_key="k") as client:
-            yield client
-    finally:
-        server.terminate()
-        server.wait(30)
+def client(checkpoint_dir, hub_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("client") / "server.log"
+    with (
+        running_service(
+            checkpoint_dir,
+            log,
+            module="tests.fake_weights",
+            TORCH_HOME=str(hub_dir),
+            UNCONV_NETWORKS="alexnet",
+            UNCONV_API_KEY="k",
+        ) as (_, url),
+        UnconvClient(url, api_key="k") as client,
+    ):
+        yield client
 
 
 def test_every_endpoint_returns_images_and_arrays(client):
@@ -115,8 +76,8 @@ async def test_async_client_has_the_same_methods(make_client):
 
 
 def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_path):
-    server, url = start_service(checkpoint_dir, UNCONV_MAX_DELAY_MS="1000")
-    try:
+    log = tmp_path / "server.log"
+    with running_service(checkpoint_dir, log, UNCONV_MAX_DELAY_MS="1000") as (server, url):
         out = tmp_path / "grid.png"
         cli = [sys.executable, "-m", "service.client", "--url", url]
         done = subprocess.run(
@@ -161,7 +122,3 @@ def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_p
             assert server.wait(30) in (0, -signal.SIGTERM)
             with pytest.raises(httpx.TransportError):
                 http.get("/healthz")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()

@@ -10,7 +10,7 @@ from service.models import ASSUMPTIONS, CheckpointError, checkpoint_paths
 from service.settings import Settings
 
 from .data import DATASETS, DataUnavailable
-from .recipes import DEFAULT_MODELS, RECIPES
+from .recipes import DEFAULT_MODELS, RECIPES, Recipe
 from .state import StateError
 from .train import OPTIMISERS, SCHEDULES, TrainOptions, train
 
@@ -71,16 +71,38 @@ def _common(parser: argparse.ArgumentParser, default_out: Path) -> None:
     )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except for on/off flags, whose default is the flag's absence."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.nargs == 0 else super()._get_help_string(action)
+
+
 def _model_parser(sub, model: str, default_out: Path) -> None:
     recipe = RECIPES[model]
     parser = sub.add_parser(
         model,
         help=recipe.description,
         description=recipe.description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _common(parser, default_out)
     parser.add_argument("--name", default=model, help="checkpoint name: <out>/<name>.json")
+    _optimisation(parser, recipe)
+    _objective(parser, recipe)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue <out>/<name> from its last finished epoch"
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=_positive_int,
+        default=None,
+        help="stop every epoch after this many batches (smoke tests)",
+    )
+
+
+def _optimisation(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
+    """How long and how the weights are updated: the recipe's values are the defaults."""
     parser.add_argument(
         "--epochs",
         type=_positive_int,
@@ -102,6 +124,10 @@ def _model_parser(sub, model: str, default_out: Path) -> None:
     parser.add_argument("--optimiser", choices=sorted(OPTIMISERS), default=recipe.optimiser)
     parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule)
     parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+
+
+def _objective(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
+    """What is fitted: the loss's options for the model's kind, and the data augmentation."""
     if recipe.kind != "classifier":
         parser.add_argument(
             "--assumption",
@@ -128,15 +154,6 @@ def _model_parser(sub, model: str, default_out: Path) -> None:
         default=recipe.augment_shift,
         help="translate training images randomly by up to this many pixels",
     )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue <out>/<name> from its last finished epoch"
-    )
-    parser.add_argument(
-        "--max-batches",
-        type=_positive_int,
-        default=None,
-        help="stop every epoch after this many batches (smoke tests)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         _model_parser(sub, model, default_out)
     defaults = sub.add_parser(
         "defaults",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         help=f"train the service's default set ({', '.join(DEFAULT_MODELS)}), skipping "
         "checkpoints that exist",
     )

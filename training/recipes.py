@@ -44,7 +44,7 @@ RECIPES = {
         ConvAEConfig(),
         "binomial",
         "convolutional auto-encoder (exercises 3-4)",
-        epochs=4,
+        epochs=3,
     ),
     "vae": Recipe(
         ConvVAEConfig(**PRIOR),

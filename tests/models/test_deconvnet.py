@@ -239,15 +239,6 @@ def test_shared_switches_add_up_unless_overwrite_is_asked_for():
     assert overwrite.undo(y, context)[0, 0, 0, 1].item() in (1.0, 2.0)
 
 
-def test_pretrained_loader_reads_a_weights_only_state_dict(tmp_path):
-    torch.manual_seed(8)
-    net = models.alexnet()
-    path = tmp_path / "alexnet.pth"
-    torch.save(net.state_dict(), path)
-    loaded = load_torchvision_network("alexnet", weights_file=path)
-    assert torch.equal(loaded.features[0].weight, net.features[0].weight)
-
-
 def test_unsupported_layers_are_named():
     with pytest.raises(TypeError, match=r"layer 2 \(BatchNorm2d"):
         UndoableSequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
