@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .scenarios import requests_to_send
+from .scenarios import load, requests_to_send
 from .server import prepare_models, service
 
 MODELS = {"reconstruct_1": "ae", "reconstruct_64": "ae", "generate_64": "vae"}
@@ -34,8 +34,8 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    load, concurrency, *settings = argv
-    request = requests_to_send()[load]
+    name, concurrency, *settings = argv
+    request = requests_to_send()[name]
     env = prepare_models(Path(tempfile.mkdtemp())) | dict(s.split("=", 1) for s in settings)
     with service(env) as (url, process, _):
         load(url, request, int(concurrency), 2, process.pid)  # warm-up
