@@ -52,12 +52,12 @@ from .server import free_port, prepare_models, rss_mb, service, wait_ready
 class Plan:
     """How long each step runs: the full run, or a quick smoke run."""
 
-    seconds: float = 4
+    seconds: float = 6
     ceiling_s: float = 0.4
     latency_s: float = 3
     latency_rounds: int = 3
     memory_requests: int = 10_000
-    rounds: int = 2  # batching on and off alternate, each load split in this many rounds
+    rounds: int = 3  # batching on and off alternate, each load split in this many rounds
 
 
 QUICK = Plan(

@@ -45,8 +45,10 @@ def _header(r: dict) -> list[str]:
         f"machine shows here). Command: `make bench` (`{r['command']}`), which also writes "
         "`docs/benchmarks.json`.",
         "",
-        "The service runs as users start it (`python -m service`, defaults: max batch 64, no "
-        "batching delay) on loopback. The main loads are driven by "
+        "The service runs as users start it (`python -m service`, defaults: a worker process "
+        "per core, max batch 64, no batching delay) on loopback; after each load the bench "
+        "waits until the server has finished what the load left in flight, so that no load "
+        "runs beside the last one's leftovers. The main loads are driven by "
         f"**{r['generator']}** (`bench/wrk.py`, a Lua script sending a prebuilt multipart "
         "body, one thread); the Python generator (`bench/load.py`, async httpx) is a "
         "cross-check. Both are closed loops of `concurrency` connections and share the "

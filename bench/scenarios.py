@@ -17,7 +17,7 @@ from tests.helpers import png_bytes
 
 from . import wrk
 from .load import Prepared, run_load
-from .server import batch_sizes, cpu_seconds, machine_busy_seconds
+from .server import batch_sizes, cpu_seconds, machine_busy_seconds, settle
 
 # (request, model whose batches /metrics counts, concurrencies)
 SERVICE_LOADS = {
@@ -77,6 +77,7 @@ def httpx_load(
 
     result = run_async(run_load(url, request, concurrency, 10**6, seconds, probe=probe))
     (server0, client0, (busy0, total0)), (server1, client1, (busy1, total1)) = result.probes
+    settle(server_pid)
     done = max(result.requests, 1)
     row = result.summary()
     row["server_cpu_ms"] = round((server1 - server0) / done * 1000, 3)

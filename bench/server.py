@@ -125,6 +125,20 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def settle(pid: int, limit_s: float = 30) -> None:
+    """Wait until the server has answered what a finished load left in flight (its CPU time
+    grows by less than a twentieth of a core): else that work would run during the next load,
+    on whichever server it measures."""
+    deadline = time.monotonic() + limit_s
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = cpu_seconds(pid)
+        if now - before < 0.005:
+            return
+        before = now
+
+
 def machine_busy_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]

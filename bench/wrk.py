@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .load import Prepared
-from .server import cpu_seconds, machine_busy_seconds
+from .server import cpu_seconds, machine_busy_seconds, settle
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
 
@@ -82,6 +82,7 @@ def wrk_load(
     server0, (busy0, total0) = cpu_seconds(server_pid), machine_busy_seconds()
     s = run_wrk(url, request, concurrency, seconds)
     server1, (busy1, total1) = cpu_seconds(server_pid), machine_busy_seconds()
+    settle(server_pid)
     done, elapsed = max(s["requests"], 1), s["duration_us"] / 1e6
     errors = s["status"] + s["connect"] + s["read"] + s["write"] + s["timeout"]
     return {

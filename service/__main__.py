@@ -1,12 +1,15 @@
-"""``python -m service``: serve the API with uvicorn on UNCONV_HOST:UNCONV_PORT."""
+"""``python -m service``: serve the API with uvicorn on UNCONV_HOST:UNCONV_PORT, on one
+process per core on the CPU (``service/workers.py``)."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import uvicorn
 
 from .settings import load_settings
+from .workers import serve
 
 
 def main() -> None:
@@ -14,7 +17,10 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
+    workers = settings.worker_processes()
+    # the app's own settings (read as it is imported) give each worker its share of the cores
+    os.environ["UNCONV_WORKERS"] = str(workers)
+    config = uvicorn.Config(
         "service.api:app",
         host=settings.host,
         port=settings.port,
@@ -23,6 +29,7 @@ def main() -> None:
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         access_log=False,
     )
+    raise SystemExit(serve(config, workers))
 
 
 if __name__ == "__main__":

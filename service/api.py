@@ -44,8 +44,9 @@ from .schemas import (
     VisualiseResponse,
 )
 from .settings import Settings, load_settings
-from .state import ServiceState
+from .state import ServiceState, forward_threads
 from .web import UNCOUNTED_ROUTES, install_web
+from .workers import all_ready
 
 log = logging.getLogger("unconv")
 
@@ -183,7 +184,7 @@ async def ready(service: Service):
     """Readiness: every available model is loaded and the service is not shutting down."""
     if service.closing:
         raise shutting_down()
-    if not service.ready:
+    if not service.ready or not all_ready():  # this worker's models, and every other's
         return error_response(503, "not_ready", "models are still loading", {"Retry-After": "2"})
     loaded = sum(m.available for m in service.models.values())
     return HealthResponse(
@@ -207,8 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         keep_freed_memory()
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(forward_threads(settings))
         app.state.service = ServiceState(settings, metrics)
         app.state.service.start()
         try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .batcher import BatchObserver
 
@@ -11,7 +14,11 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
-    """One registry per app, so that several apps (tests) never share counters."""
+    """One registry per app, so that several apps (tests) never share counters.
+
+    Under several workers (``service/workers.py``) each process writes its values to files in
+    ``PROMETHEUS_MULTIPROC_DIR``, and whichever worker answers ``/metrics`` sums them all.
+    """
 
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -58,13 +65,21 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "unconv_queue_depth", "Items waiting for a forward pass", ["model"], registry=r
+            "unconv_queue_depth",
+            "Items waiting for a forward pass",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",  # the workers' queues, of live workers only
         )
 
     def observer(self, model: str) -> BatchObserver:
         return _ModelObserver(self, model)
 
     def render(self) -> bytes:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            every_worker = CollectorRegistry()
+            MultiProcessCollector(every_worker)
+            return generate_latest(every_worker)
         return generate_latest(self.registry)
 
 

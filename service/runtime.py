@@ -8,7 +8,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import math
 import os
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 
@@ -54,3 +56,27 @@ def freeze_loaded_objects() -> None:
 
 def unfreeze_objects() -> None:
     gc.unfreeze()
+
+
+def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: those it is pinned to, or fewer under a container's CPU
+    quota, which neither ``os.cpu_count()`` nor PyTorch's default thread count sees (a pod
+    limited to 2 CPUs on a 64-core node would otherwise start 64 workers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = _cpu_quota(cgroup)
+    return max(1, min(cores or 1, math.ceil(quota))) if quota else max(1, cores or 1)
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time per period that the cgroup allows, or None without a limit."""
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1: a quota of -1 is no limit
+        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .runtime import available_cores
 
 ENV_PREFIX = "UNCONV_"
 CONFIG_ERROR_STATUS = 2  # as argparse exits for a bad command line
@@ -41,6 +43,13 @@ class Settings(BaseSettings):
         "auto",
         description="`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`; a device this machine "
         "lacks stops the start",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Server processes that `python -m service` starts on one port, each with its "
+        "own models and batchers, the cores divided among them (unset: one per core on the CPU, "
+        "one on a GPU)",
     )
     host: str = Field(
         "127.0.0.1", description="Address `python -m service` binds to (`0.0.0.0` in the image)"
@@ -88,14 +97,14 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for forward passes (unset: PyTorch's default, one per core); "
-        "a batch that starts while others run gets its share, a batch of one image one thread",
+        description="CPU threads for forward passes (unset: the worker's share of the cores); a "
+        "batch that starts while others run gets its share, a batch of one image one thread",
     )
     codec_threads: int | None = Field(
         None,
         ge=1,
         description="Threads that decode uploads and encode answers of a batch at once (unset: the "
-        "number of cores, at most 4)",
+        "worker's share of the cores, at most 4)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"
@@ -125,6 +134,30 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         resolve_device(value)  # the one validation: raises ValueError saying what is allowed
         return value
+
+    @field_validator("workers")
+    @classmethod
+    def _one_process_per_gpu(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # workers are forked, which CUDA does not survive; one process batches a GPU best
+        if value is not None and value > 1 and _on_gpu(info.data.get("device", "cpu")):
+            raise ValueError("several workers need UNCONV_DEVICE=cpu; one process serves a GPU")
+        return value
+
+    def worker_processes(self) -> int:
+        """How many server processes ``python -m service`` starts."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if _on_gpu(self.device) else available_cores()
+
+    def cores_per_worker(self) -> int:
+        """This process's share of the cores, which its forward passes and codec divide."""
+        return max(1, available_cores() // (self.workers or 1))
+
+
+def _on_gpu(device: str) -> bool:
+    from .models.device import resolve_device
+
+    return resolve_device(device).type == "cuda"
 
 
 def describe_settings_error(err: ValidationError) -> list[str]:

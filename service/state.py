@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from starlette.requests import Request
 
+from . import workers
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError, shutting_down
 from .inference import CodecPool, ThreadShare, make_predict, single_threaded
@@ -22,6 +22,13 @@ from .runtime import freeze_loaded_objects, unfreeze_objects
 from .settings import Settings
 
 log = logging.getLogger("unconv")
+
+
+def forward_threads(settings: Settings) -> int:
+    """CPU threads for forward passes: UNCONV_TORCH_THREADS, else this worker's share of the
+    cores (PyTorch's own default counts the physical cores, whatever a container allows)."""
+    share = min(torch.get_num_threads(), settings.cores_per_worker())
+    return settings.torch_threads or max(1, share)
 
 
 class ServiceState:
@@ -39,8 +46,8 @@ class ServiceState:
             thread_name_prefix="unconv-inference",
             initializer=single_threaded,
         )
-        self.codec = CodecPool(settings.codec_threads or min(4, os.cpu_count() or 1))
-        self.threads = ThreadShare(settings.torch_threads or torch.get_num_threads())
+        self.codec = CodecPool(settings.codec_threads or min(4, settings.cores_per_worker()))
+        self.threads = ThreadShare(forward_threads(settings))
         self.models: dict[str, ServedModel] = discover(settings)
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
@@ -68,6 +75,7 @@ class ServiceState:
                 self.batchers[model.name].start()
         freeze_loaded_objects()
         self.ready = True
+        workers.mark_ready()
         loaded = sum(m.available for m in self.models.values())
         log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
 

@@ -74,3 +74,17 @@ def _wait_ready(server: subprocess.Popen, url: str, log: Path) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"python -m service did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def child_processes(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (the workers of ``python -m service``)."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[1].split()[
+                1
+            ] == str(pid):
+                children.add(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited meanwhile
+    return children

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from service.runtime import available_cores
 from service.settings import Settings, load_settings
 from tests.servers import ROOT
 
@@ -25,6 +26,7 @@ BAD = {
     "UNCONV_DEVICE": ("tpu", "expected auto, cpu, cuda or cuda:N"),
     "UNCONV_TORCH_THREADS": ("0", "greater than or equal to 1"),
     "UNCONV_CODEC_THREADS": ("x", "valid integer"),
+    "UNCONV_WORKERS": ("0", "greater than or equal to 1"),
     "UNCONV_LOG_LEVEL": ("loud", "'critical', 'error', 'warning', 'info' or 'debug'"),
 }
 
@@ -48,6 +50,22 @@ def test_cuda_without_cuda_is_a_configuration_error(device, monkeypatch, capsys)
     with pytest.raises(SystemExit):
         load_settings()
     assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_several_workers_are_refused_on_a_gpu(monkeypatch, capsys):
+    # forked workers cannot use CUDA; pretend this machine has a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert Settings().worker_processes() == 1  # unset: one process for the GPU
+    assert Settings(device="cpu").worker_processes() == available_cores()
+    monkeypatch.setenv("UNCONV_WORKERS", "2")
+    with pytest.raises(SystemExit):
+        load_settings()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("unconv: configuration error: UNCONV_WORKERS='2' is invalid: ")
+    assert "several workers need UNCONV_DEVICE=cpu" in line
+    monkeypatch.setenv("UNCONV_DEVICE", "cpu")
+    assert load_settings().worker_processes() == 2
 
 
 def test_every_setting_with_a_constraint_is_covered_here():

@@ -7,6 +7,7 @@ import threading
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.helpers import ExecutorGate, png_bytes
 from tests.servers import running_service, served_checkpoints
@@ -111,9 +112,11 @@ def _queued(url: str) -> float:
     return 0.0
 
 
-def test_sigterm_answers_every_request_in_flight_before_exit(checkpoint_dir, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_answers_every_request_in_flight_before_exit(checkpoint_dir, tmp_path, workers):
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
-    env = {"UNCONV_MAX_DELAY_MS": "5000"}  # requests wait in the batching window meanwhile
+    # requests wait in the batching window meanwhile; with two workers, in both of them
+    env = {"UNCONV_MAX_DELAY_MS": "5000", "UNCONV_WORKERS": workers}
     with running_service(checkpoints, tmp_path / "server.log", **env) as (server, url):
         answers = {}
 

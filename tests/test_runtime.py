@@ -8,7 +8,12 @@ import sys
 import weakref
 from pathlib import Path
 
-from service.runtime import freeze_loaded_objects, limit_openmp_spinning, unfreeze_objects
+from service.runtime import (
+    available_cores,
+    freeze_loaded_objects,
+    limit_openmp_spinning,
+    unfreeze_objects,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,3 +119,27 @@ async def test_the_service_freezes_once_ready_and_unfreezes_when_it_stops(make_c
     assert app.state.service.ready and gc.get_freeze_count() > 0
     await app.state.service.close()
     assert gc.get_freeze_count() == 0
+
+
+def _cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_available_cores_follow_a_containers_cpu_quota(tmp_path):
+    pinned = len(os.sched_getaffinity(0))
+    cases = {
+        "none": ({}, pinned),
+        "v2 no limit": ({"cpu.max": "max 100000\n"}, pinned),
+        "v2 half a core": ({"cpu.max": "50000 100000\n"}, 1),
+        "v2 one and a half": ({"cpu.max": "150000 100000\n"}, min(pinned, 2)),
+        "v2 more than pinned": ({"cpu.max": f"{(pinned + 8) * 100000} 100000\n"}, pinned),
+        "v1 one core": ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),
+        "v1 no limit": ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, pinned),
+        "unreadable": ({"cpu.max": "garbage"}, pinned),
+    }
+    for name, (files, expected) in cases.items():
+        root = _cgroup(tmp_path / name.replace(" ", "-"), files)
+        assert available_cores(root) == expected, name

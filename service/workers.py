@@ -1,0 +1,140 @@
+"""Several server processes on one port: what ``python -m service`` runs on the CPU.
+
+One process takes its HTTP parsing, batching and codec work in turns at one GIL, and stops
+at about 300 small requests a second with a quarter of two cores idle (docs/performance.md);
+a process per core, each single-threaded, is also what the plain-PyTorch ceiling found best.
+The supervisor imports the app once, binds the port, then forks the workers, so that they
+start as fast as one process. Each worker loads its own models and batches its own requests;
+the kernel hands each new connection to one of them. The workers' metrics are summed through
+prometheus_client's multiprocess files, and /readyz answers 200 only when every worker has
+loaded its models. A worker that dies is replaced; one that dies before it was ready stops the
+service, since its replacement would die the same way.
+
+Forking needs a process that has not started CUDA or OpenMP threads yet: the supervisor runs
+no tensor op, and several workers are refused on a GPU (``Settings``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+
+import uvicorn
+
+log = logging.getLogger("unconv")
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
+
+# set in each worker after the fork: one flag per worker, 1 once its models are loaded
+_ready_flags = None
+_slot = 0
+
+
+def mark_ready() -> None:
+    """Count this worker as ready (nothing to do when it is the only process)."""
+    if _ready_flags is not None:
+        _ready_flags[_slot] = 1
+
+
+def all_ready() -> bool:
+    """Whether every worker has loaded its models; always true for a single process."""
+    return _ready_flags is None or all(_ready_flags)
+
+
+def serve(config: uvicorn.Config, workers: int) -> int:
+    """Serve ``config``'s app on ``workers`` processes; returns the exit status."""
+    if workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
+    with tempfile.TemporaryDirectory(prefix="unconv-metrics-") as metrics_dir:
+        # before the app's import: prometheus_client picks its storage as it is imported
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        config.load()
+        return _Supervisor(config, config.bind_socket(), workers).run()
+
+
+class _Supervisor:
+    def __init__(self, config: uvicorn.Config, sock, count: int):
+        self.config, self.sock = config, sock
+        self.ready = multiprocessing.RawArray("b", count)
+        self.slots: dict[int, int] = {}  # pid: slot
+        self.stopping = False
+        self.status = 0
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for slot in range(len(self.ready)):
+            self._start(slot)
+        log.info("started %d workers", len(self.ready))
+        while self.slots:
+            pid, wait_status = os.wait()  # a signal runs its handler, then the wait goes on
+            if pid in self.slots:
+                self._reap(pid, os.waitstatus_to_exitcode(wait_status))
+        return self.status
+
+    def _reap(self, pid: int, code: int) -> None:
+        from prometheus_client import multiprocess
+
+        slot = self.slots.pop(pid)
+        was_ready, self.ready[slot] = self.ready[slot], 0
+        multiprocess.mark_process_dead(pid)  # its queue gauge no longer counts
+        if self.stopping:
+            return
+        if not was_ready:
+            log.error("worker %d exited with status %d while starting; stopping", pid, code)
+            self.status = code if code > 0 else STARTUP_FAILURE
+            self._stop()
+        else:
+            log.warning("worker %d exited with status %d; starting another", pid, code)
+            self._start(slot)
+
+    def _stop(self, signum: int | None = None, frame=None) -> None:
+        # the first signal drains the workers; a second one (Ctrl-C again) stops them at once,
+        # as uvicorn does for a second SIGINT
+        again = self.stopping and signum is not None
+        self.stopping = True
+        for pid in list(self.slots):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT if again else signal.SIGTERM)
+
+    def _start(self, slot: int) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.slots[pid] = slot
+            return
+        code = 1
+        try:
+            _become_worker(parent, self.ready, slot)
+            server = uvicorn.Server(self.config)
+            server.run(sockets=[self.sock])
+            code = 0 if server.started else STARTUP_FAILURE
+        except SystemExit as err:
+            code = err.code if isinstance(err.code, int) else 1
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+
+def _become_worker(parent: int, ready, slot: int) -> None:
+    global _ready_flags, _slot
+    _ready_flags, _slot = ready, slot
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # out of the terminal's process group: Ctrl-C reaches the supervisor alone, which stops
+    # each worker once
+    os.setpgid(0, 0)
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: drain and exit if the supervisor dies
+    if os.getppid() != parent:  # it died before prctl
+        raise SystemExit(1)
