@@ -53,7 +53,7 @@ class Plan:
     """How long each step runs: the full run, or a quick smoke run."""
 
     seconds: float = 6
-    ceiling_s: float = 0.4
+    ceiling_s: float = 1.0
     latency_s: float = 3
     latency_rounds: int = 3
     memory_requests: int = 10_000

@@ -3,16 +3,17 @@
 "model" is the forward pass alone; "codec" adds decoding the uploads and encoding the answer
 PNGs exactly as the service does (``service.imaging``). Every work is timed at several batch
 sizes and several ways of splitting the cores (``Split``): one pipeline whose forward pass gets
-every core and whose codec runs on as many threads as cores (the service runs it on
-``min(4, cores)``), or one independent single-threaded pipeline per core, so that one decodes
-while another runs its forward pass. The best rate of all is the ceiling; a service that beat
-it would mean the ceiling missed a better split. Each model has the memory layout that runs it
-fastest (channels-last for the MNIST nets, contiguous for AlexNet; docs/performance.md), as
-in the service.
+every core and whose codec runs on as many threads as cores, or one independent
+single-threaded pipeline per core, each a process as each of the service's workers is, so
+that one decodes while another runs its forward pass. The best rate of all is the ceiling; a
+service that beat it would mean the ceiling missed a better split. Each model has the memory
+layout that runs it fastest (channels-last for the MNIST nets, contiguous for AlexNet;
+docs/performance.md), as in the service.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ MAX_PIXELS = 10**8
 
 @dataclass(frozen=True)
 class Split:
-    """How the cores are used: ``workers`` pipelines side by side (threads), each with
+    """How the cores are used: ``workers`` pipelines side by side (processes), each with
     ``torch_threads`` for its forward pass and ``codec_threads`` for decoding and encoding."""
 
     workers: int
@@ -49,8 +50,7 @@ class Split:
 
 def splits(cores: int | None = None) -> list[Split]:
     cores = cores or os.cpu_count() or 1
-    # the service's way lies between these: two batches at once, sharing the forward pass's
-    # threads and one codec pool of min(4, cores) threads
+    # the service's default is the second: a worker process per core, each single-threaded
     options = {Split(1, cores, cores), Split(cores, 1, 1), Split(cores, 1, min(4, cores))}
     if cores >= 4:
         options.add(Split(2, cores // 2, cores // 2))
@@ -76,37 +76,63 @@ def _forward(threads: int):
 
 
 def rate(work: Work, batch_size: int, split: Split, min_time: float = 0.4) -> float:
-    """Images per second of ``split.workers`` threads each running ``work`` back to back.
+    """Images per second of ``split.workers`` pipelines each running ``work`` back to back.
 
-    Each worker counts the batches it finished in the window and the time of its last one;
-    no worker starts a batch after the window once it has finished two, so that none runs
-    alone at the end.
+    Several pipelines run in processes of their own (forked), as the service's workers do:
+    threads of one process would take turns at the GIL for the codec's Python, and a ceiling
+    that the service beats is no ceiling. Each pipeline counts the batches it finished in the
+    window and the time of its last one; none starts a batch after the window once it has
+    finished two, so that none runs alone at the end.
     """
-    done = [(0, 0.0)] * split.workers
-    start, stop = threading.Barrier(split.workers + 1), threading.Event()
+    if split.workers == 1:  # in this process: a forked child must not start an OpenMP team
+        return _pipeline(work, batch_size, split, min_time)
+    context = multiprocessing.get_context("fork")
+    start, stop, results = context.Barrier(split.workers + 1), context.Event(), context.Queue()
 
-    def worker(i: int) -> None:
-        torch.set_num_threads(1)
-        pool = CodecPool(split.codec_threads)
-        call = work(batch_size, pool, split.torch_threads)
-        call()  # warm-up
-        start.wait()
-        began, calls = time.perf_counter(), 0
-        while not stop.is_set() or calls < 2:
-            call()
-            calls += 1
-            done[i] = (calls * batch_size, time.perf_counter() - began)
-        pool.shutdown()
+    def pipeline() -> None:
+        results.put(_run(work, batch_size, split, start, stop))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(split.workers)]
-    for t in threads:
-        t.start()
+    processes = [context.Process(target=pipeline, daemon=True) for _ in range(split.workers)]
+    for process in processes:
+        process.start()
     start.wait()
     time.sleep(min_time)
     stop.set()
-    for t in threads:
-        t.join()
+    done = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join()
     return sum(images / seconds for images, seconds in done)
+
+
+def _pipeline(work: Work, batch_size: int, split: Split, min_time: float) -> float:
+    start, stop = threading.Barrier(2), threading.Event()
+    done = []
+    thread = threading.Thread(
+        target=lambda: done.append(_run(work, batch_size, split, start, stop))
+    )
+    thread.start()
+    start.wait()
+    time.sleep(min_time)
+    stop.set()
+    thread.join()
+    (images, seconds), *_ = done
+    return images / seconds
+
+
+def _run(work: Work, batch_size: int, split: Split, start, stop) -> tuple[int, float]:
+    """(images, seconds) of one pipeline, from ``start`` until ``stop`` and two batches."""
+    torch.set_num_threads(1)
+    pool = CodecPool(split.codec_threads)
+    call = work(batch_size, pool, split.torch_threads)
+    call()  # warm-up
+    start.wait()
+    began, calls, done = time.perf_counter(), 0, (0, 0.0)
+    while not stop.is_set() or calls < 2:
+        call()
+        calls += 1
+        done = (calls * batch_size, time.perf_counter() - began)
+    pool.shutdown()
+    return done
 
 
 def best(
