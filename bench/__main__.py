@@ -29,9 +29,8 @@ from pathlib import Path
 import torch
 
 from service.runtime import keep_freed_memory
-from tests.helpers import png_bytes
 
-from . import ceiling, wrk
+from . import wrk
 from .gpu import gpu_section
 from .latency import low_load_latency
 from .load import Prepared
@@ -41,11 +40,10 @@ from .scenarios import (
     httpx_load,
     load,
     merge_rounds,
-    photo_jpeg,
     requests_to_send,
     with_batches,
 )
-from .server import free_port, prepare_models, rss_mb, service, wait_ready
+from .server import ROOT, free_port, prepare_models, rss_mb, service, wait_ready
 
 
 @dataclass(frozen=True)
@@ -171,11 +169,9 @@ def machine() -> dict:
 
 def measure_ceiling(plan: Plan) -> dict:
     print("ceiling (plain PyTorch + Pillow, best batch size and split)", flush=True)
-    results = {
-        "reconstruct": ceiling.reconstruct(png_bytes(seed=1), plan.ceiling_s),
-        "generate_64": ceiling.generate(64, plan.ceiling_s),
-        "visualise": ceiling.visualise(photo_jpeg(), plan.ceiling_s),
-    }
+    command = [sys.executable, "-m", "bench.ceiling", str(plan.ceiling_s)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    results = json.loads(done.stdout)
     print(f"  {json.dumps(results)[:400]}...", flush=True)
     return results
 

@@ -13,9 +13,10 @@ docs/performance.md), as in the service.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-import threading
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,14 +79,12 @@ def _forward(threads: int):
 def rate(work: Work, batch_size: int, split: Split, min_time: float = 0.4) -> float:
     """Images per second of ``split.workers`` pipelines each running ``work`` back to back.
 
-    Several pipelines run in processes of their own (forked), as the service's workers do:
+    Each pipeline is a process of its own (forked), as each of the service's workers is:
     threads of one process would take turns at the GIL for the codec's Python, and a ceiling
-    that the service beats is no ceiling. Each pipeline counts the batches it finished in the
-    window and the time of its last one; none starts a batch after the window once it has
-    finished two, so that none runs alone at the end.
+    that the service beats is no ceiling. Each counts the batches it finished in the window and
+    the time of its last one; none starts a batch after the window once it has finished two,
+    so that none runs alone at the end.
     """
-    if split.workers == 1:  # in this process: a forked child must not start an OpenMP team
-        return _pipeline(work, batch_size, split, min_time)
     context = multiprocessing.get_context("fork")
     start, stop, results = context.Barrier(split.workers + 1), context.Event(), context.Queue()
 
@@ -102,21 +101,6 @@ def rate(work: Work, batch_size: int, split: Split, min_time: float = 0.4) -> fl
     for process in processes:
         process.join()
     return sum(images / seconds for images, seconds in done)
-
-
-def _pipeline(work: Work, batch_size: int, split: Split, min_time: float) -> float:
-    start, stop = threading.Barrier(2), threading.Event()
-    done = []
-    thread = threading.Thread(
-        target=lambda: done.append(_run(work, batch_size, split, start, stop))
-    )
-    thread.start()
-    start.wait()
-    time.sleep(min_time)
-    stop.set()
-    thread.join()
-    (images, seconds), *_ = done
-    return images / seconds
 
 
 def _run(work: Work, batch_size: int, split: Split, start, stop) -> tuple[int, float]:
@@ -250,3 +234,24 @@ def visualise(photo: bytes, min_time: float = 0.4) -> dict:
         "alexnet_5": _visualise(alexnet, imagenet, photo, "image/jpeg", 5, (1, 4, 16), min_time),
         "cnn_4": _visualise(cnn, mnist, photo, "image/jpeg", 4, (1, 8, 32), min_time),
     }
+
+
+def measure(png: bytes, photo: bytes, min_time: float) -> dict:
+    return {
+        "reconstruct": reconstruct(png, min_time),
+        "generate_64": generate(64, min_time),
+        "visualise": visualise(photo, min_time),
+    }
+
+
+if __name__ == "__main__":
+    # ``python -m bench.ceiling SECONDS`` prints the ceiling as JSON. A fresh process whose own
+    # tensor ops stay on one thread: a child forked from a process that has started an OpenMP
+    # team waits forever on that team's threads, which the fork did not copy.
+    from bench.scenarios import photo_jpeg
+    from service.runtime import keep_freed_memory
+    from tests.helpers import png_bytes
+
+    torch.set_num_threads(1)
+    keep_freed_memory()  # as the service does, so that page faults do not slow the ceiling
+    print(json.dumps(measure(png_bytes(seed=1), photo_jpeg(), float(sys.argv[1]))))
