@@ -50,12 +50,12 @@ from .server import ROOT, free_port, prepare_models, rss_mb, service, wait_ready
 class Plan:
     """How long each step runs: the full run, or a quick smoke run."""
 
-    seconds: float = 6
+    seconds: float = 10
     ceiling_s: float = 1.0
     latency_s: float = 3
     latency_rounds: int = 3
     memory_requests: int = 10_000
-    rounds: int = 3  # batching on and off alternate, each load split in this many rounds
+    rounds: int = 5  # batching on and off alternate, each load split in this many rounds
 
 
 QUICK = Plan(
@@ -109,7 +109,7 @@ def memory_growth(url: str, pid: int, request: Prepared, plan: Plan, rate: float
     """RSS before and after at least ``plan.memory_requests`` more requests at concurrency 16
     (the server is warm already); the load runs long enough at the rate measured before."""
     before, _ = rss_mb(pid)
-    seconds = math.ceil(1.3 * plan.memory_requests / max(rate, 1.0))
+    seconds = math.ceil(2 * plan.memory_requests / max(rate, 1.0))
     row = load(url, request, 16, seconds, pid, warmup_s=0)
     after, peak = rss_mb(pid)
     print(f"  memory: {before:.0f} -> {after:.0f} MB over {row['requests']} requests", flush=True)
