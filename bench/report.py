@@ -136,8 +136,9 @@ def _ceiling(r: dict) -> list[str]:
         "",
         "`bench/ceiling.py` times each work at several batch sizes and splits of the cores: "
         "one pipeline whose forward pass uses every core and whose decoding and encoding run "
-        "on as many threads as cores (the service uses up to 4), or one single-threaded "
-        "pipeline per core running side by side. The best is the ceiling "
+        "on as many threads as cores, or one single-threaded pipeline per core running side by "
+        "side, each a process of its own as each of the service's workers is (`2x(...)` below: two "
+        "pipelines). The best is the ceiling "
         "(`docs/benchmarks.json` has every configuration measured).",
         "",
         "| work | model only: img/s @ batch, split | model + codec: img/s @ batch, split |",
