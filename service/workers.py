@@ -81,6 +81,7 @@ class _Supervisor:
         return self.status
 
     def _reap(self, pid: int, code: int) -> None:
+        # imported here: prometheus_client must not load before PROMETHEUS_MULTIPROC_DIR is set
         from prometheus_client import multiprocess
 
         slot = self.slots.pop(pid)
@@ -110,6 +111,8 @@ class _Supervisor:
         pid = os.fork()
         if pid:
             self.slots[pid] = slot
+            if self.stopping:  # a signal came during the fork, before the worker was known
+                os.kill(pid, signal.SIGTERM)
             return
         code = 1
         try:
