@@ -44,7 +44,7 @@ from .schemas import (
     VisualiseResponse,
 )
 from .settings import Settings, load_settings
-from .state import ServiceState, forward_threads
+from .state import ServiceState
 from .web import UNCOUNTED_ROUTES, install_web
 from .workers import all_ready
 
@@ -208,8 +208,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         keep_freed_memory()
-        torch.set_num_threads(forward_threads(settings))
         app.state.service = ServiceState(settings, metrics)
+        torch.set_num_threads(app.state.service.threads.threads)
         app.state.service.start()
         try:
             yield

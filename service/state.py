@@ -24,7 +24,7 @@ from .settings import Settings
 log = logging.getLogger("unconv")
 
 
-def forward_threads(settings: Settings) -> int:
+def _forward_threads(settings: Settings) -> int:
     """CPU threads for forward passes: UNCONV_TORCH_THREADS, else this worker's share of the
     cores (PyTorch's own default counts the physical cores, whatever a container allows)."""
     share = min(torch.get_num_threads(), settings.cores_per_worker())
@@ -47,7 +47,7 @@ class ServiceState:
             initializer=single_threaded,
         )
         self.codec = CodecPool(settings.codec_threads or min(4, settings.cores_per_worker()))
-        self.threads = ThreadShare(forward_threads(settings))
+        self.threads = ThreadShare(_forward_threads(settings))
         self.models: dict[str, ServedModel] = discover(settings)
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
