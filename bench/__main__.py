@@ -18,15 +18,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from service.runtime import keep_freed_memory
 
@@ -43,7 +39,7 @@ from .scenarios import (
     requests_to_send,
     with_batches,
 )
-from .server import ROOT, free_port, prepare_models, rss_mb, service, wait_ready
+from .server import ROOT, free_port, machine, prepare_models, rss_mb, service, wait_ready
 
 
 @dataclass(frozen=True)
@@ -152,19 +148,6 @@ def cold_start(env: dict) -> float:
     """Seconds from process start to /readyz = 200, with the default checkpoints and AlexNet."""
     with service(env) as (_, _, ready_s):
         return round(ready_s, 2)
-
-
-def machine() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_at_start": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 def measure_ceiling(plan: Plan) -> dict:

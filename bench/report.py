@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .goals import all_goals, at, ratio
+from .goals import all_goals, at, gpu, ratio
 
 COLUMNS = [
     "concurrency",
@@ -62,10 +62,13 @@ def _header(r: dict) -> list[str]:
     return lines
 
 
+def _goal_table(goals: list) -> list[str]:
+    lines = ["| goal | measured | met |", "|---|---|---|"]
+    return lines + [f"| {g} | {v} | {'yes' if ok else '**no**'} |" for g, v, ok in goals]
+
+
 def _goals(r: dict) -> list[str]:
-    lines = ["", "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
-    lines += [f"| {g} | {v} | {'yes' if ok else '**no**'} |" for g, v, ok in all_goals(r)]
-    return lines
+    return ["", "## Goals", "", *_goal_table(all_goals(r))]
 
 
 def _cpu_rows(r: dict) -> list[tuple[str, dict, float | None]]:
@@ -199,9 +202,20 @@ def _gpu(r: dict) -> list[str]:
     g = r["gpu"]
     lines = ["", "## GPU", ""]
     if "skipped" in g:
-        return [*lines, f"Skipped: {g['skipped']} (`make bench` runs it where CUDA is present)."]
+        return [
+            *lines,
+            f"Skipped: {g['skipped']}. `make bench` runs it where CUDA is present; "
+            "`python -m bench.gpu` runs it alone, and docs/benchmarks-gpu.md holds the last "
+            "such run.",
+        ]
     rows = [{"batching": mode, **row} for mode, row in g["visualise_5_c64"].items()]
-    lines += [f"Device: {g['device']}. `/visualise` AlexNet layer 5, c=64:", ""]
+    alone = g["model_alone_images_per_s"]
+    lines += [
+        f"Device: {g['device']}. AlexNet layer 5's visualisation alone (no HTTP, no codec): "
+        + ", ".join(f"{rate} img/s in batches of {size}" for size, rate in alone.items())
+        + ". `/visualise` AlexNet layer 5, c=64:",
+        "",
+    ]
     lines += _table(rows, ["batching", *COLUMNS])
     lines += ["", f"`pytest -m gpu`: {g['tests']['summary']}"]
     return lines
@@ -224,3 +238,22 @@ def _memory(r: dict) -> list[str]:
 def write_report(r: dict, path: Path) -> None:
     sections = [_header, _goals, _cpu, _ceiling, _loads, _latency, _gpu, _memory]
     path.write_text("\n".join(line for section in sections for line in section(r)))
+
+
+def write_gpu_report(r: dict, path: Path) -> None:
+    """docs/benchmarks-gpu.md: the GPU section run alone (``python -m bench.gpu``)."""
+    m = r["machine"]
+    lines = [
+        "# Serving benchmarks on a GPU",
+        "",
+        f"Machine: {m['cuda'] or 'no GPU'}, {m['cpu']} with {m['cores']} cores; Python "
+        f"{m['python']}, torch {m['torch']}; {m['date']}. Command: `{r['command']}` (the GPU "
+        f"section of `make bench` alone); load generator: {r['generator']}. The service runs "
+        "as users start it (`python -m service` with its defaults and `UNCONV_DEVICE=cuda`), "
+        "batching off is `UNCONV_MAX_BATCH_SIZE=1`; AlexNet has random weights.",
+        "",
+        *_goal_table(gpu(r)),
+        *_gpu(r),
+        "",
+    ]
+    path.write_text("\n".join(lines))

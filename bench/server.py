@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,20 +67,27 @@ def service(env: dict[str, str], command: list[str] | None = None):
     # python -m service, trusting the random AlexNet weights of prepare_models in place of the
     # published file (whose hash the service checks)
     command = command or [sys.executable, "-m", "tests.fake_weights"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        ready_s = wait_ready(url, process, "/readyz")
-        yield url, process, ready_s
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile("w+") as log:  # the server's errors, shown if it never gets ready
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            yield f"http://127.0.0.1:{port}", process, _ready(port, process, log)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _ready(port: int, process: subprocess.Popen, log) -> float:
+    try:
+        return wait_ready(f"http://127.0.0.1:{port}", process, "/readyz")
+    except RuntimeError as error:
+        log.seek(0)
+        raise RuntimeError(f"{error}; its last words:\n{log.read()[-3000:]}") from None
 
 
 def wait_ready(url: str, process: subprocess.Popen, path: str, limit_s: float = 120) -> float:
@@ -160,4 +169,17 @@ def batch_sizes(url: str, model: str) -> dict[str, float]:
         "forward_passes": passes,
         "mean_batch_images": value("unconv_batch_size_sum") / passes if passes else 0.0,
         "mean_batch_requests": value("unconv_batch_requests_sum") / passes if passes else 0.0,
+    }
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_at_start": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -1,5 +1,5 @@
 """``python -m service``: serve the API with uvicorn on UNCONV_HOST:UNCONV_PORT, on one
-process per core on the CPU (``service/workers.py``)."""
+process per core on the CPU and four on a GPU (``service/workers.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from .workers import serve
 
 
 def main() -> None:
+    # the supervisor asks NVML whether there is a GPU: the CUDA runtime's own answer starts
+    # the driver, and workers forked after that cannot use CUDA
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

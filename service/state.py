@@ -16,7 +16,7 @@ from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ServiceError, shutting_down
 from .inference import CodecPool, ThreadShare, make_predict, single_threaded
 from .metrics import Metrics
-from .models import resolve_device
+from .models import exact_convolutions, resolve_device
 from .registry import ModelState, ServedModel, discover, load
 from .runtime import freeze_loaded_objects, unfreeze_objects
 from .settings import Settings
@@ -39,6 +39,8 @@ class ServiceState:
         self.settings = settings
         self.metrics = metrics
         self.device = resolve_device(settings.device)
+        if self.device.type == "cuda":
+            exact_convolutions()
         # a thread per batch that may run at once: while one batch runs its forward pass,
         # the next decodes its images, and the CPU threads are shared between the passes
         self.executor = ThreadPoolExecutor(

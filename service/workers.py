@@ -1,4 +1,5 @@
-"""Several server processes on one port: what ``python -m service`` runs on the CPU.
+"""Several server processes on one port: what ``python -m service`` runs, one per core on the
+CPU and four sharing a GPU.
 
 One process takes its HTTP parsing, batching and codec work in turns at one GIL, and stops
 at about 300 small requests a second with a quarter of two cores idle (docs/performance.md);
@@ -11,7 +12,8 @@ loaded its models. A worker that dies is replaced; one that dies before it was r
 service, since its replacement would die the same way.
 
 Forking needs a process that has not started CUDA or OpenMP threads yet: the supervisor runs
-no tensor op, and several workers are refused on a GPU (``Settings``).
+no tensor op and asks NVML, not the CUDA runtime, whether there is a GPU (``__main__``); each
+worker starts CUDA for itself, so several workers can share a GPU.
 """
 
 from __future__ import annotations

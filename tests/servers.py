@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,3 +89,13 @@ def child_processes(pid: int) -> set[int]:
         except (FileNotFoundError, ProcessLookupError):
             pass  # exited meanwhile
     return children
+
+
+@contextmanager
+def stopped(pid: int):
+    """Suspend a process (SIGSTOP) for the block: a stopped worker takes no connection."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from service.runtime import available_cores
+from service import settings as settings_module
 from service.settings import Settings, load_settings
 from tests.servers import ROOT
 
@@ -52,20 +52,18 @@ def test_cuda_without_cuda_is_a_configuration_error(device, monkeypatch, capsys)
     assert "CUDA is not available on this machine" in capsys.readouterr().err
 
 
-def test_several_workers_are_refused_on_a_gpu(monkeypatch, capsys):
-    # forked workers cannot use CUDA; pretend this machine has a GPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+def test_four_workers_share_a_gpu_unless_the_cores_are_fewer_or_others_are_asked_for(
+    monkeypatch,
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend there is a GPU
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert Settings().worker_processes() == 1  # unset: one process for the GPU
-    assert Settings(device="cpu").worker_processes() == available_cores()
-    monkeypatch.setenv("UNCONV_WORKERS", "2")
-    with pytest.raises(SystemExit):
-        load_settings()
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("unconv: configuration error: UNCONV_WORKERS='2' is invalid: ")
-    assert "several workers need UNCONV_DEVICE=cpu" in line
-    monkeypatch.setenv("UNCONV_DEVICE", "cpu")
-    assert load_settings().worker_processes() == 2
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 16)
+    assert Settings().worker_processes() == 4
+    assert Settings(device="cpu").worker_processes() == 16
+    monkeypatch.setattr(settings_module, "available_cores", lambda: 2)
+    assert Settings().worker_processes() == 2
+    monkeypatch.setenv("UNCONV_WORKERS", "3")
+    assert load_settings().worker_processes() == 3  # they share the GPU (tests/test_gpu.py)
 
 
 def test_every_setting_with_a_constraint_is_covered_here():

@@ -3,13 +3,15 @@
 import asyncio
 import io
 
+import httpx
 import numpy as np
 import pytest
 import torch
 from torchvision import models
 
-from service.models import UndoableSequential, load_checkpoint
+from service.models import UndoableSequential, exact_convolutions, load_checkpoint
 from tests.helpers import png_bytes, spy
+from tests.servers import child_processes, running_service, served_checkpoints, stopped
 
 pytestmark = [
     pytest.mark.gpu,
@@ -17,7 +19,8 @@ pytestmark = [
 ]
 
 
-def test_projection_on_cuda_matches_the_cpu_and_is_deterministic():
+def test_projection_on_cuda_matches_the_cpu_and_is_deterministic_as_the_service_runs_it():
+    exact_convolutions()  # what the service does on CUDA
     torch.manual_seed(0)
     features = models.alexnet().features.eval()
     x = torch.randn(4, 3, 224, 224)
@@ -25,7 +28,7 @@ def test_projection_on_cuda_matches_the_cpu_and_is_deterministic():
     gpu_seq = UndoableSequential(features).cuda()
     first = gpu_seq.visualise(x.cuda(), layer=12, k=9).projection
     again = gpu_seq.visualise(x.cuda(), layer=12, k=9).projection
-    assert torch.equal(first, again)  # sum-unpooling: no atomics, bit-identical runs
+    assert torch.equal(first, again)  # no atomics left: bit-identical runs
     scale = cpu.abs().max().item()
     torch.testing.assert_close(first.cpu(), cpu, rtol=1e-3, atol=1e-4 * scale)
 
@@ -43,6 +46,7 @@ async def test_service_batches_on_cuda(make_client, checkpoint_dir):
         return torch.from_numpy(np.load(io.BytesIO(r.content)))
 
     alone = [await visualise(image) for image in images]
+    assert torch.equal(await visualise(images[0]), alone[0])  # the same upload, the same answer
     calls = spy(app, "alexnet")
     together = await asyncio.gather(*(visualise(image) for image in images))
     assert calls == [(("visualise", 5, 9, None), 4)]  # one forward pass for the four
@@ -63,3 +67,22 @@ async def test_service_batches_on_cuda(make_client, checkpoint_dir):
         with torch.no_grad():
             expected = torch.sigmoid(decoder(z))
         torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_two_workers_share_the_gpu_and_each_answers(checkpoint_dir, tmp_path):
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
+    env = {"UNCONV_DEVICE": "cuda", "UNCONV_WORKERS": "2"}
+    with running_service(checkpoints, tmp_path / "server.log", **env) as (server, url):
+        workers = child_processes(server.pid)  # /readyz is 200: both loaded onto the GPU
+        assert len(workers) == 2
+        decoder = load_checkpoint(checkpoints / "vae").model.decoder  # on the CPU
+        z = torch.randn(8, 6, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            expected = torch.sigmoid(decoder(z))
+        request = {"n": 8, "seed": 5, "format": "npy"}
+        for other in workers:  # the other worker answers while this one is stopped
+            with stopped(other):
+                r = httpx.post(f"{url}/generate", json=request, timeout=60)
+                assert r.status_code == 200, r.text
+            images = torch.from_numpy(np.load(io.BytesIO(r.content)))
+            torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-5)

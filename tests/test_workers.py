@@ -4,12 +4,11 @@ workers' metrics summed, a dead worker replaced, and readiness for all of them."
 import os
 import signal
 import time
-from contextlib import contextmanager
 
 import httpx
 
 from tests.helpers import png_bytes
-from tests.servers import child_processes, running_service, served_checkpoints
+from tests.servers import child_processes, running_service, served_checkpoints, stopped
 
 
 def _reconstruct(url: str, count: int) -> None:
@@ -34,21 +33,12 @@ def test_metrics_count_every_workers_requests(checkpoint_dir, tmp_path):
     with running_service(checkpoints, log, UNCONV_WORKERS="2") as (server, url):
         first, second = sorted(child_processes(server.pid))
         # a stopped worker takes no connection, so each of these goes to the other one
-        with _stopped(first):
+        with stopped(first):
             _reconstruct(url, 3)
-        with _stopped(second):
+        with stopped(second):
             _reconstruct(url, 5)
             # asked of the first worker, which answered five of them
             assert _answered(url) == 8
-
-
-@contextmanager
-def _stopped(pid: int):
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_a_worker_that_dies_is_replaced_and_its_counts_kept(checkpoint_dir, tmp_path):

@@ -22,7 +22,7 @@ from .deconvnet import (
     Visualisation,
     keep_top_k,
 )
-from .device import resolve_device
+from .device import exact_convolutions, resolve_device
 from .losses import (
     ASSUMPTIONS,
     MNIST_NORMALISATION,
@@ -77,6 +77,7 @@ __all__ = [
     "checkpoint_paths",
     "conv_decoder",
     "conv_encoder",
+    "exact_convolutions",
     "keep_top_k",
     "kl_divergence",
     "load_checkpoint",

@@ -40,3 +40,18 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if index >= count:
         raise ValueError(f"this machine has CUDA devices cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)
+
+
+def exact_convolutions() -> None:
+    """Make cuDNN's convolutions deterministic and full float32, as they are on the CPU.
+
+    The deconvnet undoes each convolution with ``conv_transpose2d``. cuDNN's fastest
+    algorithms for it add partial sums with atomics in whatever order the threads finish, so
+    the same upload came back as a projection a few ULPs apart from run to run (seen on an
+    H200); and by default cuDNN multiplies float32 in TF32 (10-bit mantissas), which put AlexNet
+    layer 5's projections up to 4% of their largest value away from the float32 ones. The
+    visualiser promises the exact projection, the same for the same upload. Process-wide flags,
+    set once when the service starts on CUDA.
+    """
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = False

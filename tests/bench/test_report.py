@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bench.goals import all_goals
-from bench.report import write_report
+from bench.report import write_gpu_report, write_report
 from bench.scenarios import merge_rounds
 
 
@@ -131,6 +131,7 @@ def test_a_load_above_its_ceiling_and_too_few_requests_are_flagged(results):
 def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_path):
     results["gpu"] = {
         "device": "A GPU",
+        "model_alone_images_per_s": {1: 300.0, 64: 6000.0},
         "visualise_5_c64": {"on": _row(64, 500), "off": _row(64, 90)},
         "tests": {"returncode": 0, "summary": "3 passed"},
     }
@@ -143,6 +144,28 @@ def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_
     assert "500 / 90 img/s = 5.6x | yes |" in text
     # the cores allow 2 x 1000 / (1.5 + 0.7) = 909 requests/s at the httpx generator's cost
     assert "| ... same, httpx generator | httpx | 700 | 1.5 | 0.7 | 90% | 909 |" in text
+
+
+def test_gpu_report_alone_has_its_goals_and_rows(results, tmp_path):
+    gpu_run = {
+        "machine": results["machine"] | {"cuda": "A GPU", "cores": 16},
+        "command": "python -m bench.gpu",
+        "generator": "wrk",
+        "gpu": {
+            "device": "A GPU",
+            "model_alone_images_per_s": {1: 300.0, 64: 6000.0},
+            "visualise_5_c64": {"on": _row(64, 400), "off": _row(64, 100)},
+            "tests": {"returncode": 1, "summary": "1 failed, 2 passed"},
+        },
+    }
+    path = tmp_path / "benchmarks-gpu.md"
+    write_gpu_report(json.loads(json.dumps(gpu_run)), path)
+    text = path.read_text()
+    assert "Machine: A GPU," in text and "16 cores" in text
+    assert "400 / 100 img/s = 4.0x | **no** |" in text
+    assert "| GPU: pytest -m gpu passes, none skipped | 1 failed, 2 passed | **no** |" in text
+    assert "300.0 img/s in batches of 1, 6000.0 img/s in batches of 64" in text
+    assert "| on | 64 | 400" in text and "| off | 64 | 100" in text
 
 
 def test_merge_rounds_takes_medians_and_sums_counts():
