@@ -30,7 +30,7 @@ from . import wrk
 from .gpu import gpu_section
 from .latency import low_load_latency
 from .load import Prepared
-from .report import write_report
+from .report import save, write_report
 from .scenarios import (
     SERVICE_LOADS,
     httpx_load,
@@ -185,10 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick or os.environ.get("UNCONV_BENCH_QUICK", "") not in ("", "0")
     results = run(QUICK if quick else Plan(), quick)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_report(results, args.out / "benchmarks.md")
-    print(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'}")
+    save(results, args.out, "benchmarks", write_report)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ CUDA tests (``pytest -m gpu``). ``python -m bench.gpu`` runs this section alone.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import torch
 from service.models import UndoableSequential, alexnet_features, exact_convolutions
 
 from . import wrk
-from .report import write_gpu_report
+from .report import save, write_gpu_report
 from .scenarios import load, requests_to_send, with_batches
 from .server import ROOT, machine, prepare_models, service
 
@@ -89,10 +88,7 @@ def main() -> None:
             "generator": "wrk" if wrk.available() else "httpx",
             "gpu": gpu_section(env, requests_to_send(), args.seconds),
         }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmarks-gpu.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_gpu_report(results, args.out / "benchmarks-gpu.md")
-    print(f"wrote {args.out / 'benchmarks-gpu.md'} and {args.out / 'benchmarks-gpu.json'}")
+    save(results, args.out, "benchmarks-gpu", write_gpu_report)
 
 
 if __name__ == "__main__":

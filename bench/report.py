@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 from .goals import all_goals, at, gpu, ratio
@@ -257,3 +259,11 @@ def write_gpu_report(r: dict, path: Path) -> None:
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def save(results: dict, out: Path, stem: str, write: Callable[[dict, Path], None]) -> None:
+    """``out/stem.json`` (the raw results) and ``out/stem.md`` (the report ``write`` makes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write(results, out / f"{stem}.md")
+    print(f"wrote {out / stem}.md and {out / stem}.json")
