@@ -1,7 +1,7 @@
 """The ceiling: each endpoint's work in plain PyTorch + Pillow, without HTTP, at its best.
 
 "model" is the forward pass alone; "codec" adds decoding the uploads and encoding the answer
-PNGs exactly as the service does (``service.imaging``). Every work is timed at several batch
+PNGs exactly as the service does (``service.engine.imaging``). Every work is timed at several batch
 sizes and several ways of splitting the cores (``Split``): one pipeline whose forward pass gets
 every core and whose codec runs on as many threads as cores, or one independent
 single-threaded pipeline per core, each a process as each of the service's workers is, so
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from service.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
-from service.inference import CodecPool
+from service.engine.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
+from service.engine.runner import CodecPool
 from service.models import (
     IMAGENET_NORMALISATION,
     MNIST_NORMALISATION,

@@ -15,7 +15,7 @@ import litserve
 import torch
 from fastapi import Response
 
-from service.imaging import ImageSpec, decode_input, encode_png
+from service.engine.imaging import ImageSpec, decode_input, encode_png
 from service.models import load_checkpoint
 
 

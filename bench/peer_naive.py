@@ -20,7 +20,7 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import Response
 from torchvision import models
 
-from service.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
+from service.engine.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
 from service.models import (
     IMAGENET_NORMALISATION,
     TORCHVISION_NETWORKS,

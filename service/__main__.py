@@ -8,6 +8,7 @@ import os
 
 import uvicorn
 
+from .runtime import available_cores
 from .settings import load_settings
 from .workers import serve
 
@@ -21,18 +22,25 @@ def main() -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     workers = settings.worker_processes()
-    # the app's own settings (read as it is imported) give each worker its share of the cores
-    os.environ["UNCONV_WORKERS"] = str(workers)
-    config = uvicorn.Config(
-        "service.api:app",
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # let accepted requests finish after SIGTERM before the lifespan drains the batchers
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-        access_log=False,
-    )
-    raise SystemExit(serve(config, workers))
+
+    def configure() -> uvicorn.Config:
+        # imported only now: the metrics pick their storage (one process or several) as
+        # prometheus_client is imported, once ``serve`` has chosen
+        from .api import create_app
+
+        # built once, before the fork; each worker divides its share of the cores
+        app = create_app(settings, cores=max(1, available_cores() // workers))
+        return uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            # let accepted requests finish after SIGTERM before the lifespan drains the batchers
+            timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+            access_log=False,
+        )
+
+    raise SystemExit(serve(configure, workers))
 
 
 if __name__ == "__main__":

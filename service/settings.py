@@ -141,10 +141,6 @@ class Settings(BaseSettings):
             return self.workers
         return min(GPU_WORKERS, available_cores()) if _on_gpu(self.device) else available_cores()
 
-    def cores_per_worker(self) -> int:
-        """This process's share of the cores, which its forward passes and codec divide."""
-        return max(1, available_cores() // (self.workers or 1))
-
 
 # One process left an H200 mostly idle: its HTTP, codec and batching work took turns at one
 # GIL (22% of 16 cores busy). Four served /visualise AlexNet 2.4 times as fast (1,095 against

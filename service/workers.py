@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 
 import uvicorn
 
@@ -49,15 +50,16 @@ def all_ready() -> bool:
     return _ready_flags is None or all(_ready_flags)
 
 
-def serve(config: uvicorn.Config, workers: int) -> int:
-    """Serve ``config``'s app on ``workers`` processes; returns the exit status."""
+def serve(configure: Callable[[], uvicorn.Config], workers: int) -> int:
+    """Serve the app of ``configure()`` on ``workers`` processes; returns the exit status."""
     if workers == 1:
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(configure())
         server.run()
         return 0 if server.started else STARTUP_FAILURE
     with tempfile.TemporaryDirectory(prefix="unconv-metrics-") as metrics_dir:
         # before the app's import: prometheus_client picks its storage as it is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        config = configure()
         config.load()
         return _Supervisor(config, config.bind_socket(), workers).run()
 

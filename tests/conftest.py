@@ -84,7 +84,7 @@ async def make_client(checkpoint_dir, torch_home):
             app = create_app(Settings(**(values | overrides)))
             await stack.enter_async_context(app.router.lifespan_context(app))
             if wait:
-                await app.state.service.wait_ready()
+                await app.state.engine.wait_ready()
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
             client = httpx.AsyncClient(transport=transport, base_url="http://unconv.test")
             await stack.enter_async_context(client)

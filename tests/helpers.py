@@ -35,7 +35,7 @@ class ExecutorGate:
     def __init__(self, app):
         self.event = threading.Event()
         for _ in range(app.state.settings.concurrent_batches):
-            app.state.service.executor.submit(self.event.wait)
+            app.state.engine.executor.submit(self.event.wait)
         ExecutorGate.opened.append(self)
 
     @classmethod
@@ -84,7 +84,7 @@ def assert_same_projection(actual, expected):
 
 def spy(app, model):
     """Record the payload count of every forward pass of ``model``."""
-    batcher = app.state.service.batchers[model]
+    batcher = app.state.engine.batchers[model]
     calls, predict = [], batcher.predict
 
     def recording(key, payloads):

@@ -35,7 +35,7 @@ def test_projection_on_cuda_matches_the_cpu_and_is_deterministic_as_the_service_
 
 async def test_service_batches_on_cuda(make_client, checkpoint_dir):
     client, app = await make_client(device="cuda", networks=["alexnet"], max_delay_ms=200)
-    assert app.state.service.device.type == "cuda"
+    assert app.state.engine.device.type == "cuda"
     images = [png_bytes((224, 224), "RGB", seed=s) for s in range(4)]
 
     async def visualise(image):

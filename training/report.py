@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from service.imaging import encode_png, grid
+from service.engine.imaging import encode_png, grid
 from service.models import Checkpoint, to_intensities
 
 

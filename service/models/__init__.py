@@ -14,12 +14,14 @@ from .checkpoint import (
 )
 from .cnn import CNNConfig, MnistCNN
 from .deconvnet import (
+    DEFAULT_K,
     UndoableAvgPool2d,
     UndoableConv2d,
     UndoableMaxPool2d,
     UndoableReLU,
     UndoableSequential,
     Visualisation,
+    candidate_count,
     keep_top_k,
 )
 from .device import exact_convolutions, resolve_device
@@ -45,6 +47,8 @@ from .torchvision_nets import (
 from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_divergence
 
 __all__ = [
+    "DEFAULT_K",
+    "candidate_count",
     "ACTIVATIONS",
     "ASSUMPTIONS",
     "CONFIGS",

@@ -222,7 +222,17 @@ class Visualisation:
     activation_shape: tuple[int, int, int]
 
 
-def keep_top_k(tensor: torch.Tensor, k: int = 9) -> torch.Tensor:
+DEFAULT_K = 9  # the paper's figures show the top 9 activations
+
+
+def candidate_count(activation_shape: tuple[int, int, int], channel: int | None) -> int:
+    """How many activations of a (C, h, w) layer the top-k is chosen from: all of them, or
+    the h * w of one feature map when ``channel`` is given."""
+    c, h, w = activation_shape
+    return h * w if channel is not None else c * h * w
+
+
+def keep_top_k(tensor: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
     """
     Drop all but the K highest entries in a tensor.
 
@@ -314,7 +324,7 @@ class UndoableSequential(nn.Module):
 
     @torch.no_grad()
     def visualise(
-        self, x: torch.Tensor, layer: int, k: int = 9, channel: int | None = None
+        self, x: torch.Tensor, layer: int, k: int = DEFAULT_K, channel: int | None = None
     ) -> Visualisation:
         """
         Project the top-k activations of ``layer`` back to the input space.
@@ -340,7 +350,7 @@ class UndoableSequential(nn.Module):
             raise ValueError(f"no layer '{layer}' in a {len(self.wrapped)}-layer network")
         activations, context = self.forward(x, until=layer)  # (N, C, h, w)
         _n, c, h, w = activations.shape
-        candidates = h * w if channel is not None else c * h * w
+        candidates = candidate_count((c, h, w), channel)
         if not 1 <= k <= candidates:
             raise ValueError(f"expected k in [1, {candidates}] for layer {layer} but received {k}")
         vals, indices = _top_k(activations, k, channel)
@@ -356,7 +366,7 @@ class UndoableSequential(nn.Module):
             activation_shape=(c, h, w),
         )
 
-    def visualise_activations(self, x: torch.Tensor, layer: int | None = None, k: int = 9):
+    def visualise_activations(self, x: torch.Tensor, layer: int | None = None, k: int = DEFAULT_K):
         """
         Visualise activations in input space.
 

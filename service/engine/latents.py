@@ -4,12 +4,32 @@ request gives the same images however it is batched and on whichever device it r
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
-from .errors import ServiceError
-from .models import LabelPrior, VariationalAutoEncoder
-from .schemas import GenerateRequest
+from ..models import LabelPrior, VariationalAutoEncoder
+from .errors import RequestError
+
+
+class Line(Protocol):
+    start: Sequence[float]
+    end: Sequence[float]
+    steps: int
+
+
+class GenerateRequest(Protocol):
+    """What /generate asks for (the HTTP layer's ``GenerateRequest`` is one)."""
+
+    model: str
+    n: int
+    seed: int | None
+    label: int | None
+    labels: Sequence[int] | None
+    mean: Sequence[Sequence[float]] | None
+    log_var: Sequence[Sequence[float]] | None
+    interpolate: Line | None
 
 
 def _matrix(rows: list[list[float]] | None, name: str, n: int, latent_size: int) -> torch.Tensor:
@@ -18,8 +38,7 @@ def _matrix(rows: list[list[float]] | None, name: str, n: int, latent_size: int)
     matrix = torch.tensor(rows, dtype=torch.float32) if _rectangular(rows) else None
     if matrix is None or matrix.shape[1] != latent_size:
         sizes = sorted({len(r) for r in rows})
-        raise ServiceError(
-            422,
+        raise RequestError(
             "invalid_parameters",
             f"{name} vectors have {sizes} values but the model has {latent_size} latent dimensions",
         )
@@ -35,16 +54,14 @@ def _labels(body: GenerateRequest, prior: LabelPrior | None, names: list[str] | 
     if body.label is None and body.labels is None:
         return None
     if prior is None or not names:
-        raise ServiceError(
-            422,
+        raise RequestError(
             "invalid_parameters",
             f"model {body.model!r} has no labels: it samples from N(0, I) only; "
             "leave out label/labels, or pick a model whose /models entry lists labels",
         )
     labels = torch.tensor(body.labels if body.labels is not None else [body.label] * body.n)
     if int(labels.max()) >= len(names):
-        raise ServiceError(
-            422,
+        raise RequestError(
             "invalid_parameters",
             f"label {int(labels.max())} is out of range: model {body.model!r} has labels "
             f"0 to {len(names) - 1} ({', '.join(names)})",

@@ -17,11 +17,20 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ServiceError
-from .models import Normalisation
+from ..models import Normalisation
+from .errors import RequestError
 
 SUPPORTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _SUPPORTED_TYPES = {*SUPPORTED_FORMATS.values(), "image/jpg"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded image file, not decoded yet."""
+
+    data: bytes
+    content_type: str | None
+    filename: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,9 @@ def open_image(
 
     Raises
     ------
-    ServiceError
-        415 for anything but PNG, JPEG or WebP, 413 for more than ``max_pixels`` pixels,
-        400 for a corrupt or truncated image.
+    RequestError
+        ``unsupported_media_type`` for anything but PNG, JPEG or WebP, ``image_too_large``
+        for more than ``max_pixels`` pixels, ``invalid_image`` for a corrupt or truncated one.
     """
     declared = (content_type or "").split(";")[0].strip().lower()
     with warnings.catch_warnings():
@@ -65,8 +74,7 @@ def open_image(
             image = Image.open(io.BytesIO(data))  # reads the header only
         except UnidentifiedImageError:
             if declared in _SUPPORTED_TYPES:
-                raise ServiceError(
-                    400,
+                raise RequestError(
                     "invalid_image",
                     f"the {declared} upload cannot be "
                     "decoded; send an intact PNG, JPEG or WebP file",
@@ -85,23 +93,21 @@ def open_image(
         try:
             image.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise ServiceError(
-                400,
+            raise RequestError(
                 "invalid_image",
                 f"the {image.format} image is corrupt or truncated ({err}); send the whole file",
             ) from None
     return ImageOps.exif_transpose(image)
 
 
-def _unsupported(what: str) -> ServiceError:
-    return ServiceError(
-        415, "unsupported_media_type", f"expected a PNG, JPEG or WebP image but received {what}"
+def _unsupported(what: str) -> RequestError:
+    return RequestError(
+        "unsupported_media_type", f"expected a PNG, JPEG or WebP image but received {what}"
     )
 
 
-def _too_large(what: str, max_pixels: int) -> ServiceError:
-    return ServiceError(
-        413,
+def _too_large(what: str, max_pixels: int) -> RequestError:
+    return RequestError(
         "image_too_large",
         f"{what} has more than UNCONV_MAX_IMAGE_PIXELS={max_pixels} pixels; send a smaller image",
     )

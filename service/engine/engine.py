@@ -1,42 +1,60 @@
-"""What the app holds while it runs: models, their batchers, and readiness."""
+"""The engine: the served models, a batcher each, and readiness. It knows nothing of HTTP:
+callers submit jobs and get results or a ``RequestError``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-from starlette.requests import Request
 
-from . import workers
+from ..models import exact_convolutions, resolve_device
+from ..runtime import freeze_loaded_objects, unfreeze_objects
+from ..settings import Settings
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
-from .errors import ServiceError, shutting_down
-from .inference import CodecPool, ThreadShare, make_predict, single_threaded
+from .errors import ErrorCode, RequestError, not_ready, shutting_down
 from .metrics import Metrics
-from .models import exact_convolutions, resolve_device
 from .registry import ModelState, ServedModel, discover, load
-from .runtime import freeze_loaded_objects, unfreeze_objects
-from .settings import Settings
+from .runner import CodecPool, ThreadShare, make_predict, single_threaded
 
 log = logging.getLogger("unconv")
 
 
-def _forward_threads(settings: Settings) -> int:
-    """CPU threads for forward passes: UNCONV_TORCH_THREADS, else this worker's share of the
+def _forward_threads(settings: Settings, cores: int) -> int:
+    """CPU threads for forward passes: UNCONV_TORCH_THREADS, else this process's share of the
     cores (PyTorch's own default counts the physical cores, whatever a container allows)."""
-    share = min(torch.get_num_threads(), settings.cores_per_worker())
+    share = min(torch.get_num_threads(), cores)
     return settings.torch_threads or max(1, share)
 
 
-class ServiceState:
-    """Models and batchers of one running app. Models load in the background after start-up;
-    until then /readyz answers 503."""
+class Engine:
+    """Models and batchers of one running service. Models load in the background after
+    ``start``; ``on_ready`` is called once they all have.
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    Parameters
+    ----------
+    settings : Settings
+        The service's settings.
+    metrics : Metrics
+        Where the batchers report.
+    cores : int
+        This process's share of the machine's cores, for its forward passes and codec threads.
+    on_ready : callable, optional
+        Called once every model has loaded (or failed to).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        cores: int,
+        on_ready: Callable[[], None] = lambda: None,
+    ):
         self.settings = settings
+        self.on_ready = on_ready
         self.metrics = metrics
         self.device = resolve_device(settings.device)
         if self.device.type == "cuda":
@@ -48,8 +66,8 @@ class ServiceState:
             thread_name_prefix="unconv-inference",
             initializer=single_threaded,
         )
-        self.codec = CodecPool(settings.codec_threads or min(4, settings.cores_per_worker()))
-        self.threads = ThreadShare(_forward_threads(settings))
+        self.codec = CodecPool(settings.codec_threads or min(4, cores))
+        self.threads = ThreadShare(_forward_threads(settings, cores))
         self.models: dict[str, ServedModel] = discover(settings)
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
@@ -77,7 +95,7 @@ class ServiceState:
                 self.batchers[model.name].start()
         freeze_loaded_objects()
         self.ready = True
-        workers.mark_ready()
+        self.on_ready()
         loaded = sum(m.available for m in self.models.values())
         log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
 
@@ -92,68 +110,47 @@ class ServiceState:
         model = self.models.get(name)
         accepted = sorted(n for n, m in self.models.items() if endpoint in m.endpoints)
         if model is None:
-            raise ServiceError(
-                404,
-                "unknown_model",
-                f"no model {name!r}; /{endpoint} accepts "
-                f"{accepted} (GET /models lists every model)",
+            raise RequestError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no model {name!r}; /{endpoint} accepts {accepted} (GET /models lists every "
+                "model)",
             )
         if model.kind != "unknown" and endpoint not in model.endpoints:
-            raise ServiceError(
-                422,
-                "invalid_parameters",
+            raise RequestError(
+                ErrorCode.INVALID_PARAMETERS,
                 f"model {name!r} is a {model.kind}; /{endpoint} accepts {accepted}",
             )
         if model.state is ModelState.LOADING:
-            raise ServiceError(
-                503,
-                "not_ready",
-                f"model {name!r} is still loading; retry shortly",
-                {"Retry-After": "2"},
-            )
+            raise not_ready(f"model {name!r} is")
         if not model.available:
-            raise ServiceError(
-                503,
-                "model_unavailable",
+            raise RequestError(
+                ErrorCode.MODEL_UNAVAILABLE,
                 f"model {name!r} is unavailable: {model.reason}",
-                {"Retry-After": "30"},  # it stays so until the fix and a restart
+                30,  # it stays so until the fix and a restart
             )
         return model
 
-    async def run(
-        self, model: ServedModel, key: Hashable, payload: Any, size: int, request: Request
-    ) -> Any:
-        """Batch ``payload`` with other requests for ``model``; give up when the client leaves."""
-        watcher = asyncio.create_task(_cancel_on_disconnect(request, asyncio.current_task()))
+    async def submit(self, model: ServedModel, key: Hashable, job: Any, size: int) -> Any:
+        """Batch ``job`` (``size`` items) with other jobs of ``model`` under the same ``key``;
+        its result, or a ``RequestError`` when it is refused or too late."""
         try:
             return await self.batchers[model.name].submit(
-                payload, size, key, self.settings.request_timeout_s
+                job, size, key, self.settings.request_timeout_s
             )
-        except asyncio.CancelledError:
-            if not watcher.done():
-                raise  # cancelled by the server, not by the client leaving
-            # the batcher has dropped the request if it had not run yet; the cancellation is
-            # handled here, so later timeouts in this task must not see it
-            asyncio.current_task().uncancel()
-            raise ServiceError(499, "client_closed_request", "the client disconnected") from None
         except QueueFull as err:
-            raise ServiceError(
-                503,
-                "overloaded",
+            raise RequestError(
+                ErrorCode.OVERLOADED,
                 f"the queue for {model.name!r} is full ({err}); retry after the Retry-After "
                 "seconds",
-                {"Retry-After": "1"},
+                1,
             ) from None
         except ShuttingDown:
             raise shutting_down() from None
         except DeadlineExceeded as err:
-            raise ServiceError(
-                504,
-                "timeout",
+            raise RequestError(
+                ErrorCode.TIMEOUT,
                 f"{err} (UNCONV_REQUEST_TIMEOUT_S); retry later or with fewer images",
             ) from None
-        finally:
-            watcher.cancel()
 
     async def close(self) -> None:
         """Stop accepting, answer everything accepted, release the executor."""
@@ -164,10 +161,3 @@ class ServiceState:
         self.executor.shutdown(wait=True)
         self.codec.shutdown()
         unfreeze_objects()
-
-
-async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:
-    """Cancel ``task`` when the client disconnects (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-    task.cancel()

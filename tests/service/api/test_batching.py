@@ -128,7 +128,7 @@ async def test_shutdown_answers_what_was_accepted_and_refuses_the_rest(make_clie
         asyncio.ensure_future(client.post("/generate", json={"n": 1, "seed": s})) for s in range(3)
     ]
     await asyncio.sleep(0.1)
-    closing = asyncio.ensure_future(app.state.service.close())
+    closing = asyncio.ensure_future(app.state.engine.close())
     await asyncio.sleep(0.05)
     r = await client.post("/generate", json={"n": 1})
     assert r.status_code == 503 and r.json()["error"] == "shutting_down"

@@ -1,5 +1,5 @@
 """The codec pool that decodes and encodes a batch, and the threads a batch gets
-(service/inference.py)."""
+(service/engine/runner.py)."""
 
 import re
 import threading
@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from service import inference
-from service.inference import CodecPool, ThreadShare
-from service.registry import ServedModel
+from service.engine import runner as inference
+from service.engine.registry import ServedModel
+from service.engine.runner import CodecPool, ThreadShare
 from tests.helpers import png_bytes
 
 
@@ -88,7 +88,7 @@ async def test_a_request_s_forward_pass_runs_on_threads_by_its_image_count(
     make_client, monkeypatch
 ):
     client, app = await make_client(torch_threads=2)
-    ae = app.state.service.models["ae"].checkpoint.model
+    ae = app.state.engine.models["ae"].checkpoint.model
     reconstruct, seen = ae.reconstruct, []
 
     def recording(x):
@@ -123,7 +123,7 @@ def test_the_share_is_set_for_the_calling_thread_only_and_put_back():
 
 async def test_inference_and_codec_threads_run_tensor_ops_on_one_thread(make_client):
     _, app = await make_client()
-    service = app.state.service
+    service = app.state.engine
     assert service.executor.submit(torch.get_num_threads).result() == 1
     # the codec pool's own threads; the caller (an inference thread) does the first item
     assert service.codec.map(lambda _: torch.get_num_threads(), [0, 1])[1:] == [1]
@@ -131,7 +131,10 @@ async def test_inference_and_codec_threads_run_tensor_ops_on_one_thread(make_cli
 
 def test_an_unknown_operation_is_an_error_not_a_visualisation():
     pool = CodecPool(1)
-    predict = inference.make_predict(ServedModel("vae", "vae"), torch.device("cpu"), 100, pool)
+    threads = inference.ThreadShare(1)
+    predict = inference.make_predict(
+        ServedModel("vae", "vae"), torch.device("cpu"), 100, pool, threads
+    )
     expected = "expected an operation in ['generate', 'reconstruct', 'visualise'] but received"
     with pytest.raises(ValueError, match=re.escape(f"{expected} 'visualize'")):
         predict(("visualize", 1, 9, None), [])

@@ -15,7 +15,7 @@ from service.runtime import (
     unfreeze_objects,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, **env: str) -> str:
@@ -116,8 +116,8 @@ def test_objects_alive_when_frozen_are_left_out_of_collections_until_unfrozen():
 
 async def test_the_service_freezes_once_ready_and_unfreezes_when_it_stops(make_client):
     _, app = await make_client()
-    assert app.state.service.ready and gc.get_freeze_count() > 0
-    await app.state.service.close()
+    assert app.state.engine.ready and gc.get_freeze_count() > 0
+    await app.state.engine.close()
     assert gc.get_freeze_count() == 0
 
 

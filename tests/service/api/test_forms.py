@@ -2,8 +2,9 @@
 
 import pytest
 
-from service.errors import ServiceError
-from service.forms import parse_form
+from service.api.errors import ERRORS
+from service.engine.errors import RequestError
+from service.api.forms import parse_form
 from tests.helpers import png_bytes
 
 CT = "multipart/form-data; boundary=XyZ"
@@ -54,9 +55,9 @@ def test_quoted_boundary_and_an_empty_form():
     ],
 )
 def test_malformed_bodies_are_named(body, content_type, status, detail):
-    with pytest.raises(ServiceError) as err:
+    with pytest.raises(RequestError) as err:
         parse_form(body, content_type)
-    assert err.value.status == status and detail in err.value.detail
+    assert ERRORS[err.value.code].status == status and detail in err.value.detail
 
 
 def test_urlencoded_fields_are_read():

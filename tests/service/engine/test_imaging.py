@@ -1,4 +1,4 @@
-"""Image decoding and encoding (service/imaging.py)."""
+"""Image decoding and encoding (service/engine/imaging.py)."""
 
 import io
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.imaging import ImageSpec, decode_input, encode_png, grid, to_uint8
+from service.engine.imaging import ImageSpec, decode_input, encode_png, grid, to_uint8
 from service.models import IMAGENET_NORMALISATION
 
 

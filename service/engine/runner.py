@@ -1,9 +1,11 @@
 """What the batcher runs: decode -> predict -> encode for a whole batch, in an inference thread.
 
-Each job is one request: raw uploads (or latent codes) and the output format. A batch decodes
-all its images, runs one forward pass on the model's device under ``torch.inference_mode()`` and
-encodes every answer, so that a request costs the event loop no thread hand-off of its own. An
-image that cannot be decoded fails only its own request: its result is the ``ServiceError``.
+Each job is one request: raw uploads (or latent codes) and ``encode``, the caller's function
+that turns the job's result into its answer (the HTTP layer's response, say; the engine never
+looks inside). A batch decodes all its images, runs one forward pass on the model's device
+under ``torch.inference_mode()`` and encodes every answer, so that a request costs the event
+loop no thread hand-off of its own. An image that cannot be decoded fails only its own
+request: its result is the ``RequestError``.
 """
 
 from __future__ import annotations
@@ -13,37 +15,50 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from fastapi.responses import Response
 
-from .encoding import generation_response, reconstruction_response, visualisation_response
-from .errors import ServiceError
-from .forms import Upload
-from .imaging import decode_input
-from .models import Visualisation
-from .models.losses import sample_range
+from ..models import Visualisation
+from ..models.losses import sample_range
+from .errors import RequestError
+from .imaging import Upload, decode_input
 from .registry import ServedModel
-from .results import Reconstruction
+
+Encode = Callable[[Any], Any]
+
+
+@dataclass
+class Reconstruction:
+    """One request's reconstructions, and for a VAE the latent Gaussians they decode."""
+
+    images: torch.Tensor  # (n, C, H, W) intensities in [0, 1]
+    mean: torch.Tensor | None = None  # (n, latent) for a VAE
+    log_var: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class ReconstructJob:
+    """Images to reconstruct; ``encode`` gets their ``Reconstruction``."""
+
     uploads: list[Upload]
-    format: str
+    encode: Encode
 
 
 @dataclass(frozen=True)
 class VisualiseJob:
+    """One image to visualise; ``encode`` gets its ``Visualisation`` (a batch of one)."""
+
     upload: Upload
-    format: str
+    encode: Encode
 
 
 @dataclass(frozen=True)
 class GenerateJob:
-    z: torch.Tensor  # (n, latent) codes, sampled from the request's seed
-    seed: int
-    format: str
+    """(n, latent) codes to decode; ``encode`` gets the (n, C, H, W) images."""
+
+    z: torch.Tensor
+    encode: Encode
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -158,15 +173,15 @@ def _decode_all(
 ) -> tuple[list[int], list[torch.Tensor], dict]:
     """Decode every job; returns the indices that worked, their inputs, and the failures."""
 
-    def attempt(job) -> torch.Tensor | ServiceError:
+    def attempt(job) -> torch.Tensor | RequestError:
         try:
             return decode(job)
-        except ServiceError as err:
+        except RequestError as err:
             return err
 
     ok, inputs, failed = [], [], {}
     for i, result in enumerate(pool.map(attempt, jobs)):
-        if isinstance(result, ServiceError):
+        if isinstance(result, RequestError):
             failed[i] = result
         else:
             ok.append(i)
@@ -214,8 +229,8 @@ def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torc
 
 
 @dataclass(frozen=True)
-class _Batch:
-    """What every operation of one model's batches needs besides its jobs."""
+class ModelRunner:
+    """One model's batches: where they run and what they share besides their jobs."""
 
     model: ServedModel
     device: torch.device
@@ -229,42 +244,33 @@ class _Batch:
         )
 
 
-def _predict_generate(batch: _Batch, params: list, jobs: list[GenerateJob]) -> list:
-    model = batch.model
-    with batch.threads.forward(sum(len(job.z) for job in jobs)):
-        images = generate(model, [job.z for job in jobs], batch.device)
-    return batch.pool.map(
-        lambda out, job: generation_response(out, job.z, job.seed, model, job.format), images, jobs
-    )
+def _predict_generate(runner: ModelRunner, jobs: list[GenerateJob]) -> list:
+    with runner.threads.forward(sum(len(job.z) for job in jobs)):
+        images = generate(runner.model, [job.z for job in jobs], runner.device)
+    return runner.pool.map(lambda out, job: job.encode(out), images, jobs)
 
 
-def _predict_reconstruct(batch: _Batch, params: list, jobs: list[ReconstructJob]) -> list:
+def _predict_reconstruct(runner: ModelRunner, jobs: list[ReconstructJob]) -> list:
     def decode(job: ReconstructJob) -> torch.Tensor:
-        return torch.cat([batch.image(upload) for upload in job.uploads])
+        return torch.cat([runner.image(upload) for upload in job.uploads])
 
-    ok, inputs, failed = _decode_all(jobs, decode, batch.pool)
-    with batch.threads.forward(sum(len(x) for x in inputs)):
-        outputs = reconstruct(batch.model, inputs, batch.device) if inputs else []
-    answers = batch.pool.map(
-        lambda i, out: reconstruction_response(out, batch.model, jobs[i].format), ok, outputs
-    )
+    ok, inputs, failed = _decode_all(jobs, decode, runner.pool)
+    with runner.threads.forward(sum(len(x) for x in inputs)):
+        outputs = reconstruct(runner.model, inputs, runner.device) if inputs else []
+    answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
     return _in_order(len(jobs), ok, answers, failed)
 
 
-def _predict_visualise(batch: _Batch, params: list, jobs: list[VisualiseJob]) -> list:
-    ok, inputs, failed = _decode_all(jobs, lambda job: batch.image(job.upload), batch.pool)
-    with batch.threads.forward(len(inputs)):
-        outputs = visualise(batch.model, inputs, batch.device, *params) if inputs else []
-    answers = batch.pool.map(
-        lambda i, out: visualisation_response(out, batch.model, *params, jobs[i].format),
-        ok,
-        outputs,
-    )
+def _predict_visualise(runner: ModelRunner, jobs: list[VisualiseJob], *params) -> list:
+    ok, inputs, failed = _decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
+    with runner.threads.forward(len(inputs)):
+        outputs = visualise(runner.model, inputs, runner.device, *params) if inputs else []
+    answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
     return _in_order(len(jobs), ok, answers, failed)
 
 
 # the first item of a batcher key names the operation; the rest are its shared parameters
-OPERATIONS: dict[str, Callable[[_Batch, list, list], list]] = {
+OPERATIONS: dict[str, Callable[..., list]] = {
     "generate": _predict_generate,
     "reconstruct": _predict_reconstruct,
     "visualise": _predict_visualise,
@@ -276,15 +282,15 @@ def make_predict(
     device: torch.device,
     max_pixels: int,
     pool: CodecPool,
-    threads: ThreadShare | None = None,
+    threads: ThreadShare,
 ):
     """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
     operation (a key of ``OPERATIONS``) and the rest are the parameters the whole batch
-    shares; every result is a ready HTTP response, or the error of that one request."""
-    threads = threads or ThreadShare(torch.get_num_threads())
-    batch = _Batch(model, device, max_pixels, pool, threads)
+    shares; every result is what the job's ``encode`` made of it, or the error of that one
+    request."""
+    runner = ModelRunner(model, device, max_pixels, pool, threads)
 
-    def predict(key: Hashable, jobs: list) -> list[Response | ServiceError]:
+    def predict(key: Hashable, jobs: list) -> list[Any]:
         operation, *params = key
         if operation not in OPERATIONS:
             raise ValueError(
@@ -292,7 +298,7 @@ def make_predict(
             )
         try:
             with threads.batch(), torch.inference_mode():
-                return OPERATIONS[operation](batch, params, jobs)
+                return OPERATIONS[operation](runner, jobs, *params)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves
             raise

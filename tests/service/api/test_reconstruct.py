@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.imaging import ImageSpec, decode_input, to_uint8
+from service.engine.imaging import ImageSpec, decode_input, to_uint8
 from service.models import load_checkpoint
 from tests.helpers import png_bytes
 

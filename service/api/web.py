@@ -1,6 +1,6 @@
 """The web page at ``/`` and the API docs at ``/docs`` and ``/redoc``, all served offline.
 
-The page's files live in ``service/web/``; the docs' scripts and stylesheet come from the
+The page's files live in ``service/api/static/``; the docs' scripts and stylesheet come from the
 pinned PyPI package ``fastapi-offline``, so no byte comes from a CDN. Every static file gets an
 ``ETag`` (a conditional request is answered 304) and a ``Cache-Control``. These routes sit
 after the model routes, outside the API key, and ``/metrics`` does not count them.
@@ -22,7 +22,7 @@ from starlette.responses import Response
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("image/svg+xml", ".svg")
 
-WEB_DIR = Path(__file__).parent / "web"
+STATIC_DIR = Path(__file__).parent / "static"
 DOCS_ASSETS = Path(str(files("fastapi_offline") / "static"))
 FAVICON = "static/favicon.svg"
 # the page's own files change with every release: the browser revalidates them (a 304 when
@@ -63,7 +63,7 @@ def _root(request: Request) -> str:
 def _router(openapi_url: str, title: str) -> APIRouter:
     # plain routes rather than mounts, so that each request names its route template
     router = APIRouter(include_in_schema=False)
-    page = CachedStaticFiles(WEB_DIR, PAGE_CACHE)
+    page = CachedStaticFiles(STATIC_DIR, PAGE_CACHE)
     docs_assets = CachedStaticFiles(DOCS_ASSETS, DOCS_CACHE)
 
     @router.api_route("/", methods=["GET", "HEAD"])

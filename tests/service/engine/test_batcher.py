@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service.batcher import (
+from service.engine.batcher import (
     Batcher,
     DeadlineExceeded,
     QueueFull,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .imaging import ImageSpec
-from .models import (
+from ..models import (
     CONFIGS,
     TORCHVISION_NETWORKS,
     Checkpoint,
@@ -24,8 +23,8 @@ from .models import (
     load_torchvision_network,
     read_checkpoint_json,
 )
-from .schemas import ModelInfo
-from .settings import Settings
+from ..settings import Settings
+from .imaging import ImageSpec
 
 log = logging.getLogger("unconv")
 
@@ -68,7 +67,7 @@ class ServedModel:
     def available(self) -> bool:
         return self.state is ModelState.AVAILABLE
 
-    def unavailable(self, reason: str) -> None:
+    def mark_unavailable(self, reason: str) -> None:
         """Mark the model unavailable, with the reason and the fix."""
         self.state, self.reason = ModelState.UNAVAILABLE, reason
 
@@ -88,25 +87,11 @@ class ServedModel:
         config = self.checkpoint.config if self.checkpoint else None
         return getattr(config, "latent_features", None) if self.kind == "vae" else None
 
-    def info(self) -> ModelInfo:
-        layers = (
-            [self.deconv.layer_name(i) for i in range(1, len(self.deconv) + 1)]
-            if self.deconv is not None
-            else None
-        )
-        return ModelInfo(
-            name=self.name,
-            kind=self.kind,
-            endpoints=self.endpoints,
-            available=self.available,
-            reason="still loading" if self.state is ModelState.LOADING else self.reason,
-            input_shape=list(self.image_spec.shape) if self.image_spec else None,
-            latent_size=self.latent_size,
-            layers=layers,
-            labels=self.labels,
-            assumption=self.checkpoint.assumption if self.checkpoint else None,
-            metadata=self.metadata,
-        )
+    @property
+    def layer_names(self) -> list[str] | None:
+        if self.deconv is None:
+            return None
+        return [self.deconv.layer_name(i) for i in range(1, len(self.deconv) + 1)]
 
 
 def discover(settings: Settings) -> dict[str, ServedModel]:
@@ -115,7 +100,7 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
     for name in settings.networks:
         models[name] = ServedModel(name, "network")
         if name not in TORCHVISION_NETWORKS:
-            models[name].unavailable(
+            models[name].mark_unavailable(
                 f"unknown torchvision network {name!r}; UNCONV_NETWORKS may "
                 f"name {sorted(TORCHVISION_NETWORKS)}"
             )
@@ -129,7 +114,7 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
         except CheckpointError as err:
             reason = f"{err}; fix or remove {json_path.name}, or retrain it with python -m training"
             models[name] = ServedModel(name, "unknown", json_path)
-            models[name].unavailable(reason)
+            models[name].mark_unavailable(reason)
             continue
         kind = CONFIGS[document["architecture"]].kind
         metadata = {k: v for k, v in (document.get("metadata") or {}).items() if k != "history"}
@@ -147,7 +132,7 @@ def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
         else:
             _load_checkpoint(model, device)
     except WeightsUnavailable as err:
-        model.unavailable(str(err))
+        model.mark_unavailable(str(err))
     except (CheckpointError, OSError, RuntimeError, TypeError, ValueError) as err:
         fix = (
             f"retrain it with `python -m training {_RETRAIN.get(model.kind, 'ae')} "
@@ -155,7 +140,7 @@ def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
             if model.path
             else "check UNCONV_NETWORKS"
         )
-        model.unavailable(f"{err}; {fix}")
+        model.mark_unavailable(f"{err}; {fix}")
     else:
         model.state = ModelState.AVAILABLE
     if not model.available:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from ..models import DEFAULT_K
+
 MAX_GENERATE = 256
 MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
@@ -47,7 +49,7 @@ class VisualiseForm(BaseModel):
     network: str = Field(
         "alexnet", description="alexnet, vgg16 or a classifier checkpoint such as cnn"
     )
-    k: int = Field(9, ge=1, description="Activations to keep")
+    k: int = Field(DEFAULT_K, ge=1, description="Activations to keep")
     channel: int | None = Field(None, ge=0, description="Keep the top-k of this feature map only")
     format: ImageFormat = Field(
         "png",

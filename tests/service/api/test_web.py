@@ -4,7 +4,7 @@ key, nothing loaded from outside, and no place among the model traffic in /metri
 import hashlib
 import re
 
-from service.web import WEB_DIR
+from service.api.web import STATIC_DIR
 
 PAGE_FILES = ["/", "/static/app.js", "/static/api.js", "/static/style.css", "/static/favicon.svg"]
 DOCS_FILES = ["/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"]
@@ -27,7 +27,7 @@ async def test_static_files_have_cache_control_and_an_etag_that_answers_304(make
     assert index.headers["content-type"].startswith("text/html")
     assert (
         hashlib.sha256(index.content).digest()
-        == hashlib.sha256((WEB_DIR / "index.html").read_bytes()).digest()
+        == hashlib.sha256((STATIC_DIR / "index.html").read_bytes()).digest()
     )
     script = await client.get("/static/api.js")
     assert script.headers["content-type"].split(";")[0] == "text/javascript"  # module scripts

@@ -1,4 +1,5 @@
-"""Results to HTTP responses in the format the client asked for. Blocking; run off the loop."""
+"""Engine results to HTTP responses in the format the client asked for. The encoders run in the
+engine's codec threads (each job carries one), never on the event loop."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import base64
 import torch
 from fastapi.responses import Response
 
-from .imaging import encode_npy, encode_png, grid, projection_to_image
-from .models import Visualisation
-from .registry import ServedModel
-from .results import Reconstruction
+from ..engine.imaging import encode_npy, encode_png, grid, projection_to_image
+from ..engine.registry import ModelState, ServedModel
+from ..engine.runner import Reconstruction
+from ..models import Visualisation
 from .schemas import (
     GeneratedImage,
     GenerateResponse,
     KeptActivation,
+    ModelInfo,
     ReconstructedImage,
     ReconstructResponse,
     VisualiseResponse,
@@ -92,3 +94,20 @@ def generation_response(
     response = _json(GenerateResponse(model=model.name, seed=seed, images=items))
     response.headers.update(headers)
     return response
+
+
+def model_info(model: ServedModel) -> ModelInfo:
+    """A served model as ``GET /models`` lists it."""
+    return ModelInfo(
+        name=model.name,
+        kind=model.kind,
+        endpoints=model.endpoints,
+        available=model.available,
+        reason="still loading" if model.state is ModelState.LOADING else model.reason,
+        input_shape=list(model.image_spec.shape) if model.image_spec else None,
+        latent_size=model.latent_size,
+        layers=model.layer_names,
+        labels=model.labels,
+        assumption=model.checkpoint.assumption if model.checkpoint else None,
+        metadata=model.metadata,
+    )

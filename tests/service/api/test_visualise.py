@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.imaging import ImageSpec, decode_input
+from service.engine.imaging import ImageSpec, decode_input
 from service.models import (
     IMAGENET_NORMALISATION,
     UndoableSequential,

@@ -45,7 +45,7 @@ async def test_overload_refuses_the_excess_and_answers_every_accepted_request(ma
 async def test_one_bad_image_fails_only_its_own_request_in_a_shared_batch(make_client):
     client, app = await make_client(max_delay_ms=300)
     calls = []
-    batcher = app.state.service.batchers["ae"]
+    batcher = app.state.engine.batchers["ae"]
     predict = batcher.predict
     batcher.predict = lambda key, payloads: calls.append(len(payloads)) or predict(key, payloads)
 

@@ -7,8 +7,9 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..engine.errors import ErrorCode
+from ..engine.metrics import Metrics
 from .errors import error_response
-from .metrics import Metrics
 
 
 class MetricsMiddleware:
@@ -57,7 +58,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(413, "payload_too_large", self._detail())
+            response = error_response(ErrorCode.PAYLOAD_TOO_LARGE, self._detail())
             return await response(scope, receive, send)
         seen = 0
 

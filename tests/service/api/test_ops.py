@@ -27,7 +27,7 @@ async def test_health_and_readiness(make_client):
     listed = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
     assert not listed["vae"]["available"] and listed["vae"]["reason"] == "still loading"
     gate.release()
-    await app.state.service.wait_ready()
+    await app.state.engine.wait_ready()
     r = await client.get("/readyz")
     assert r.status_code == 200 and r.json()["models_loaded"] == 4
     assert r.json()["models_unavailable"] == 1
@@ -169,7 +169,7 @@ async def test_a_bug_is_a_generic_500_without_traceback(make_client):
     def broken(key, payloads):
         raise RuntimeError("secret internals")
 
-    app.state.service.batchers["vae"].predict = broken
+    app.state.engine.batchers["vae"].predict = broken
     r = await client.post("/generate", json={"n": 1})
     assert r.status_code == 500 and r.json()["error"] == "internal_error"
     assert "secret" not in r.text

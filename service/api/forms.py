@@ -17,18 +17,11 @@ from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
-from .errors import ServiceError, describe_validation_error
+from ..engine.errors import RequestError
+from ..engine.imaging import Upload
+from .errors import describe_validation_error
 
 Fields = TypeVar("Fields", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file, not decoded yet."""
-
-    data: bytes
-    content_type: str | None
-    filename: str | None = None
 
 
 @dataclass
@@ -44,7 +37,7 @@ async def read_form(
 
     Raises
     ------
-    ServiceError
+    RequestError
         415 for a body that is not multipart/form-data, 400 for a malformed one or an empty
         upload, 422 for invalid, unknown or missing fields.
     """
@@ -55,7 +48,7 @@ async def read_form(
     try:
         fields = model.model_validate(values)
     except ValidationError as err:
-        raise ServiceError(422, "invalid_parameters", describe_validation_error(err)) from None
+        raise RequestError("invalid_parameters", describe_validation_error(err)) from None
     unexpected = sorted(form.files.keys() - {file_field})
     if unexpected:
         raise _invalid_parameters(
@@ -67,8 +60,8 @@ async def read_form(
         raise _invalid_parameters(f"{file_field}: {given}")
     for upload in uploads:
         if not upload.data:
-            raise ServiceError(
-                400, "invalid_image", f"the upload {upload.filename or file_field!r} is empty"
+            raise RequestError(
+                "invalid_image", f"the upload {upload.filename or file_field!r} is empty"
             )
     return fields, uploads
 
@@ -79,8 +72,7 @@ def parse_form(body: bytes, content_type: str | None) -> Form:
     if media == b"application/x-www-form-urlencoded":  # fields only; the missing file is named
         return _urlencoded(body)
     if media != b"multipart/form-data":
-        raise ServiceError(
-            415,
+        raise RequestError(
             "unsupported_media_type",
             "expected a multipart/form-data body with the image in the field 'file', not "
             f"{media.decode('latin-1') or 'a body without a content type'}",
@@ -147,12 +139,12 @@ def _add_part(form: Form, section: bytes) -> None:
     _add_field(form, name, value)
 
 
-def _malformed(detail: str) -> ServiceError:
-    return ServiceError(400, "invalid_form", f"malformed form body: {detail}")
+def _malformed(detail: str) -> RequestError:
+    return RequestError("invalid_form", f"malformed form body: {detail}")
 
 
-def _invalid_parameters(detail: str) -> ServiceError:
-    return ServiceError(422, "invalid_parameters", detail)
+def _invalid_parameters(detail: str) -> RequestError:
+    return RequestError("invalid_parameters", detail)
 
 
 IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp"

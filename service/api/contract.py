@@ -15,34 +15,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ..models import DEFAULT_K, candidate_count
+from .errors import ERRORS, codes_by_status
 from .forms import form_value_schema
 from .schemas import ErrorResponse
 
-# every error code a status may carry; README lists the same
-ERROR_CODES = {
-    400: ("invalid_image", "invalid_form"),
-    401: ("unauthorized",),
-    404: ("unknown_model",),
-    413: ("payload_too_large", "image_too_large"),
-    415: ("unsupported_media_type",),
-    422: ("invalid_parameters",),
-    499: ("client_closed_request",),
-    500: ("internal_error",),
-    503: ("not_ready", "model_unavailable", "overloaded", "shutting_down"),
-    504: ("timeout",),
-}
-_MEANING = {
-    400: "The image cannot be decoded, or the form body is malformed",
-    401: "The X-API-Key header is missing or wrong (only when UNCONV_API_KEY is set)",
-    404: "No model of that name",
-    413: "The body, an image's pixel count or the number of files is over its limit",
-    415: "Not a multipart form, or the upload is not a PNG, JPEG or WebP image",
-    422: "A parameter is invalid; `detail` names it and what is allowed",
-    499: "The client disconnected before the answer was ready (it never sees this)",
-    500: "A bug; it has been logged",
-    503: "Not ready, the model is unavailable, the queue is full, or shutting down",
-    504: "The request's deadline (UNCONV_REQUEST_TIMEOUT_S) passed before it ran",
-}
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "`ApiKey`", "schema": {"type": "string"}}},
     503: {
@@ -60,12 +37,10 @@ UPLOAD_ROUTE_ERRORS = (400, 415, *MODEL_ROUTE_ERRORS)
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error statuses, each with the JSON error body."""
     responses: dict[int | str, dict[str, Any]] = {}
+    by_status = codes_by_status()
     for status in sorted(statuses):
-        codes = ", ".join(f"`{code}`" for code in ERROR_CODES[status])
-        responses[status] = {
-            "model": ErrorResponse,
-            "description": f"{_MEANING[status]} (error {codes})",
-        }
+        meanings = "; ".join(f"`{code}`: {ERRORS[code].meaning}" for code in by_status[status])
+        responses[status] = {"model": ErrorResponse, "description": meanings}
         if status in _HEADERS:
             responses[status]["headers"] = _HEADERS[status]
     return responses
@@ -85,7 +60,7 @@ def image_responses(json_model: type, media_types: tuple[str, ...]) -> dict[int,
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Serve a document narrowed to the models of the running service (``app.state.service``).
+    """Serve a document narrowed to the models of the running service (``app.state.engine``).
 
     Until the models are loaded the generic document is served; after, the narrowed one is
     built once and kept.
@@ -94,19 +69,19 @@ def install_openapi(app: FastAPI) -> None:
     kept: dict[int, dict] = {}
 
     def openapi() -> dict:
-        service = getattr(app.state, "service", None)
-        if service is not None and id(service) in kept:
-            return kept[id(service)]
+        engine = getattr(app.state, "engine", None)
+        if engine is not None and id(engine) in kept:
+            return kept[id(engine)]
         spec = copy.deepcopy(generic())
         generate = spec["components"]["schemas"].get("GenerateRequest")
         if generate is not None:
             generate.setdefault("allOf", []).append(_INTERPOLATE_ALONE)
-        if service is None:
+        if engine is None:
             return spec
-        narrow(spec, service.models.values(), service.settings)
-        if service.ready:
+        narrow(spec, engine.models.values(), engine.settings)
+        if engine.ready:
             kept.clear()
-            kept[id(service)] = spec
+            kept[id(engine)] = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -149,10 +124,11 @@ def _narrow_visualise(form: dict, models) -> None:
         if not model.layer_shapes:  # not loaded: any layer, answered 503
             branches.append({"properties": named, "required": required})
             continue
-        for layer, (c, h, w) in enumerate(model.layer_shapes, start=1):
+        for layer, shape in enumerate(model.layer_shapes, start=1):
             fixed = named | {"layer": {"const": layer}}
-            branches.append(_layer_branch(fixed, required, c * h * w, channels=None))
-            branches.append(_layer_branch(fixed, required, h * w, channels=c))
+            all_maps, one_map = candidate_count(shape, None), candidate_count(shape, 0)
+            branches.append(_layer_branch(fixed, required, all_maps, channels=None))
+            branches.append(_layer_branch(fixed, required, one_map, channels=shape[0]))
     form["anyOf"] = branches
 
 
@@ -161,7 +137,7 @@ def _layer_branch(fixed: dict, required: list[str], candidates: int, channels: i
     ``candidates`` activations; without (``channel`` absent or empty), the top-k of all."""
     properties = fixed | {"k": {"maximum": candidates}}
     needs = [*required]
-    if candidates < 9:  # the default k=9 does not fit: k must be given
+    if candidates < DEFAULT_K:  # the default k does not fit: k must be given
         properties["k"] = {"type": "integer", "maximum": candidates}
         needs.append("k")
     if channels is None:

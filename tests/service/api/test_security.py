@@ -15,7 +15,7 @@ from service.models import TORCHVISION_NETWORKS, torchvision_nets
 from tests.fake_weights import own_hash_published
 from tests.helpers import png_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PUBLISHED = torchvision_nets._published  # before conftest's stand-in replaces it
 
 

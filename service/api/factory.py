@@ -1,0 +1,95 @@
+"""The app factory: the routes, the page and the docs over an engine built in the lifespan."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+
+from .. import __version__, workers
+from ..engine import Engine, ErrorCode, RequestError
+from ..engine.metrics import Metrics
+from ..runtime import available_cores, keep_freed_memory
+from ..settings import Settings
+from .contract import install_openapi
+from .errors import install_error_handlers
+from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .routes import health, router
+from .web import UNCOUNTED_ROUTES, install_web
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Needed when UNCONV_API_KEY is set"
+)
+
+
+async def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
+    expected = request.app.state.settings.api_key.get_secret_value()
+    # digests of equal length: the time taken tells nothing of the key's length or content
+    given = hashlib.sha256((key or "").encode()).digest()
+    if not secrets.compare_digest(given, hashlib.sha256(expected.encode()).digest()) or not key:
+        raise RequestError(ErrorCode.UNAUTHORIZED, "missing or wrong X-API-Key header")
+
+
+def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
+    """
+    Build the app; its models load in its lifespan, never here.
+
+    Parameters
+    ----------
+    settings : Settings
+        The service's settings (``load_settings()`` reads them from the environment).
+    cores : int, optional
+        This process's share of the cores, for forward passes and codec threads; by default
+        every core it may use (one process).
+    """
+    metrics = Metrics()
+    cores = cores or available_cores()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        keep_freed_memory()
+        app.state.engine = Engine(settings, metrics, cores, on_ready=workers.mark_ready)
+        torch.set_num_threads(app.state.engine.threads.threads)
+        app.state.engine.start()
+        try:
+            yield
+        finally:
+            await app.state.engine.close()
+
+    app = FastAPI(
+        title="unconv",
+        version=__version__,
+        summary="Deconvnet visualisations, auto-encoder reconstructions and VAE samples",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,  # served offline by install_web
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    install_openapi(app)
+    # the model routes first: they are the busy ones, and routes match in order. The key check
+    # is there only when a key is set, so that the docs show a key only when one is needed.
+    app.include_router(
+        router, dependencies=[Depends(require_api_key)] if settings.api_key is not None else []
+    )
+    app.include_router(health)
+    install_web(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, uncounted=UNCOUNTED_ROUTES)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Seed", "Retry-After"],
+        )
+    return app
