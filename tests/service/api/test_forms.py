@@ -3,8 +3,8 @@
 import pytest
 
 from service.api.errors import ERRORS
-from service.engine.errors import RequestError
 from service.api.forms import parse_form
+from service.engine.errors import RequestError
 from tests.helpers import png_bytes
 
 CT = "multipart/form-data; boundary=XyZ"
