@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from service.models import ASSUMPTIONS, CheckpointError, checkpoint_paths
-from service.settings import Settings
+from service.settings import ENV_PREFIX, Settings
 
 from .data import DATASETS, DataUnavailable
 from .recipes import DEFAULT_MODELS, RECIPES, Recipe
@@ -156,8 +157,15 @@ def _objective(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
     )
 
 
+def _default_out() -> Path:
+    """The service's checkpoint directory, read without validating its other settings: a bad
+    unrelated ``UNCONV_*`` variable is the service's business, not the trainer's."""
+    default = Settings.model_fields["checkpoint_dir"].default
+    return Path(os.environ.get(f"{ENV_PREFIX}CHECKPOINT_DIR") or default)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    default_out = Settings().checkpoint_dir
+    default_out = _default_out()
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the models that the unconv service serves.",

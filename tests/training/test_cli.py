@@ -1,6 +1,9 @@
 """The command line: help, clear errors and non-zero exits, the defaults command."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +91,18 @@ def test_defaults_skips_checkpoints_that_exist(tmp_path, capsys):
         (tmp_path / f"{name}.safetensors").write_bytes(b"")
     assert main(["defaults", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("exists, skipped") == 3
+
+
+def test_help_ignores_the_services_other_settings():
+    # a bad service variable must not turn the trainer's --help into a validation traceback
+    env = os.environ | {"UNCONV_PORT": "notaport", "UNCONV_CHECKPOINT_DIR": "elsewhere"}
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "ae", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(default: elsewhere)" in done.stdout and "Traceback" not in done.stderr
