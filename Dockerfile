@@ -5,23 +5,30 @@
 #                                                 # and the NVIDIA container toolkit
 #   docker build --build-arg VARIANT=cpu -t unconv:cpu .   # CPU-only PyTorch, a smaller image
 # Checkpoints come from a volume at /checkpoints; AlexNet and VGG-16 weights are baked in.
+# Offline builds (only a package registry reachable; README "Deploying"):
+#   --build-arg PYTHON_IMAGE=...        a local base image with Python 3.11
+#   --build-arg IMAGENET_WEIGHTS=skip   no weights download: /models lists AlexNet and VGG-16
+#                                       as unavailable until they are mounted at /opt/torch
+#   --build-arg PIP_FIND_LINKS=DIR      local wheels (with `-v DIR:DIR:ro`), PyPI for the rest
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 ARG VARIANT=cuda
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+ARG IMAGENET_WEIGHTS=download
+# pip reads it from the environment; empty: the index alone
+ARG PIP_FIND_LINKS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python -m venv /opt/venv
 WORKDIR /src
+# the dependency layers first, so that a change to the source rebuilds only the last steps
 COPY pyproject.toml ./
 COPY requirements ./requirements
-COPY service ./service
-COPY training ./training
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # the pinned serving dependencies (make lock); the CPU variant takes the same torch release
 # from PyTorch's CPU index and leaves out the CUDA libraries
 RUN if [ "$VARIANT" = "cpu" ]; then \
@@ -30,12 +37,19 @@ RUN if [ "$VARIANT" = "cpu" ]; then \
     else \
         cp requirements/serve.txt /tmp/requirements.txt; \
     fi \
-    && pip install -r /tmp/requirements.txt \
-    && pip install --no-deps .
+    && pip install -r /tmp/requirements.txt
 # fetch the ImageNet weights at build time so that the container works offline
 ENV TORCH_HOME=/opt/torch
-RUN python -c "from torchvision import models; \
-models.alexnet(weights='IMAGENET1K_V1'); models.vgg16(weights='IMAGENET1K_V1')"
+RUN mkdir -p /opt/torch \
+    && if [ "$IMAGENET_WEIGHTS" = "download" ]; then \
+        python -c "from torchvision import models; \
+models.alexnet(weights='IMAGENET1K_V1'); models.vgg16(weights='IMAGENET1K_V1')"; \
+    elif [ "$IMAGENET_WEIGHTS" != "skip" ]; then \
+        echo "IMAGENET_WEIGHTS is download or skip, not $IMAGENET_WEIGHTS" >&2; exit 1; \
+    fi
+COPY service ./service
+COPY training ./training
+RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="unconv" \
