@@ -1,11 +1,13 @@
-"""The README's promises: its two commands exist, CI runs the test one, and its settings table
-is exactly ``Settings``: every variable, with its default and its meaning."""
+"""The README's promises: its two commands exist, CI runs the test one, its settings table is
+exactly ``Settings`` (every variable, with its default and its meaning) and its table of error
+codes is exactly ``ERRORS`` (every code, with its status and its meaning)."""
 
 import re
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from service.api.errors import ERRORS
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +43,11 @@ def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one():
     for target in commands:
         assert re.search(rf"^{target}:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_error_table_is_errors_with_every_status_and_meaning():
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \| (.+) \|$", README, re.M)
+    assert [code for code, _, _ in rows] == [code.value for code in ERRORS]  # same order
+    for code, status, meaning in rows:
+        kind = ERRORS[code]
+        assert (int(status), meaning) == (kind.status, kind.meaning), code
