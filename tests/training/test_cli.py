@@ -1,5 +1,6 @@
 """The command line: help, clear errors and non-zero exits, the defaults command."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,8 +8,9 @@ import sys
 
 import pytest
 
-from training.__main__ import main
-from training.recipes import RECIPES
+from training.__main__ import _options, build_parser, main
+from training.recipes import RECIPES, Recipe
+from training.train import TrainOptions
 
 
 def test_help_documents_every_option_with_its_default(capsys):
@@ -106,3 +108,15 @@ def test_help_ignores_the_services_other_settings():
     )
     assert done.returncode == 0, done.stderr
     assert "(default: elsewhere)" in done.stdout and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model", list(RECIPES))
+def test_the_command_lines_defaults_are_train_options_and_the_recipes(model, tmp_path):
+    args = build_parser().parse_args([model, "--out", str(tmp_path)])
+    given = _options(args, model)
+    assert given.recipe() == RECIPES[model]
+    plain = TrainOptions(model=model, out=tmp_path)
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    for field in dataclasses.fields(TrainOptions):
+        if field.name not in recipe_fields | {"name"}:
+            assert getattr(given, field.name) == getattr(plain, field.name), field.name
