@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from PIL import Image, ImageOps
+from unconv_client import UnconvClient
 
-from service.client import UnconvClient
 from training.data import load_mnist_5k
 
 SCALE = 4

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from unconv_client import AsyncUnconvClient, UnconvError
 
-from service.client import AsyncUnconvClient, UnconvError
 from service.models import MNIST_NORMALISATION, ConvVAEConfig, save_checkpoint
 
 LATENT = 4
