@@ -19,6 +19,13 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emi
 
 AXE_CORE := 4.14.1
 AXE      := .cache/axe/node_modules/axe-core/axe.min.js
+# ESLint and Prettier for the page's JavaScript (npm, pinned), as ruff is for the Python
+ESLINT   := 10.15.0
+ESLINT_JS := 10.0.1
+PRETTIER := 3.10.1
+GLOBALS  := 17.14.0
+JSLINT   := .cache/jslint/.eslint-$(ESLINT)-$(ESLINT_JS)-prettier-$(PRETTIER)-globals-$(GLOBALS)
+PAGE_JS  := service/api/static/*.js
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +48,18 @@ serve: $(SERVE_STAMP)
 
 test: lint pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(JSLINT)
 	$(BIN)/ruff check service training tests bench client
 	$(BIN)/ruff format --check service training tests bench client
 	$(BIN)/hadolint Dockerfile
+	.cache/jslint/node_modules/.bin/eslint --max-warnings 0 $(PAGE_JS)
+	.cache/jslint/node_modules/.bin/prettier --check $(PAGE_JS) $(wildcard service/api/static/*.d.ts) \
+		eslint.config.js
+
+$(JSLINT):
+	npm install --prefix .cache/jslint --no-save --no-audit --no-fund --loglevel=error \
+		eslint@$(ESLINT) @eslint/js@$(ESLINT_JS) globals@$(GLOBALS) prettier@$(PRETTIER)
+	touch $@
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

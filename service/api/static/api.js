@@ -53,12 +53,17 @@ export class UnconvApi {
   }
 
   /**
-   * Deconvnet projection of a layer's top-k activations of one image (a File or Blob).
+   * Projection of a layer's top-k activations of one image (a File or Blob) to pixel space, by
+   * `method` ("deconvnet", "guided_backprop" or "saliency"; omitted: the service's default).
    * With format "json" (the default here): { image_png, activations: [{channel, y, x, value}],
-   * layer_name, input_shape, activation_shape, ... }; with "png": a Blob.
+   * layer_name, method, input_shape, activation_shape, ... }; with "png": a Blob.
    */
-  visualise(image, { network, layer, k = 9, channel = null, format = "json" }, signal) {
-    const form = imageForm([image], { network, layer, k, channel, format });
+  visualise(
+    image,
+    { network, layer, k = 9, channel = null, method = null, format = "json" },
+    signal,
+  ) {
+    const form = imageForm([image], { network, layer, k, channel, method, format });
     return this.request("visualise", { body: form, signal, format });
   }
 
@@ -119,5 +124,10 @@ async function errorOf(response) {
     // not JSON: a proxy in between answered; keep the status line
   }
   const retryAfter = Number.parseFloat(response.headers.get("Retry-After"));
-  return new ApiError(response.status, code, detail, Number.isFinite(retryAfter) ? retryAfter : null);
+  return new ApiError(
+    response.status,
+    code,
+    detail,
+    Number.isFinite(retryAfter) ? retryAfter : null,
+  );
 }

@@ -1,16 +1,21 @@
-// The page: tabs, the list of models, and the three panels, which share one `page` object.
+// The page: tabs, the list of models, the API's contract (/openapi.json, for the bounds and
+// choices it states), and the three panels, which share one `page` object.
 
 import { UnconvApi } from "./api.js";
 import { GeneratePanel } from "./generate.js";
 import { ReconstructPanel } from "./reconstruct.js";
-import { $, busy, Messages } from "./ui.js";
+import { $, Messages, PanelRequest } from "./ui.js";
 import { VisualisePanel } from "./visualise.js";
 
-const PANELS = { visualise: VisualisePanel, reconstruct: ReconstructPanel, generate: GeneratePanel };
+const PANELS = {
+  visualise: VisualisePanel,
+  reconstruct: ReconstructPanel,
+  generate: GeneratePanel,
+};
 
 function main() {
   const api = new UnconvApi();
-  const page = { api, messages: new Messages(api), models: null, panels: {} };
+  const page = { api, messages: new Messages(api), models: null, contract: null, panels: {} };
   const tabs = [...document.querySelectorAll('[role="tab"]')];
   const show = (tab, focus = false) => {
     for (const other of tabs) {
@@ -35,18 +40,20 @@ function main() {
     });
   }
   for (const [name, Panel] of Object.entries(PANELS)) page.panels[name] = new Panel(page);
-  const loadModels = async () => {
-    try {
-      page.models = await busy($("#main"), api.models());
-      page.messages.ok("models");
-    } catch (err) {
-      page.messages.error("models", err, loadModels);
-      return;
-    }
-    for (const panel of Object.values(page.panels)) panel.setModels(page.models);
-    const current = tabs.find((tab) => tab.getAttribute("aria-selected") === "true");
-    show(current);
-  };
+  const models = new PanelRequest(page.messages, { source: "models", target: $("#main") });
+  const loadModels = () =>
+    models.run(
+      (signal) => Promise.all([api.models(signal), api.request("openapi.json", { signal })]),
+      {
+        retry: loadModels,
+        shown: ([list, contract]) => {
+          page.models = list;
+          page.contract = contract;
+          for (const panel of Object.values(page.panels)) panel.setModels(list, contract);
+          show(tabs.find((tab) => tab.getAttribute("aria-selected") === "true"));
+        },
+      },
+    );
   const initial = tabs.find((tab) => `#${tab.id.replace("tab-", "")}` === location.hash);
   show(initial ?? tabs[0]);
   loadModels();

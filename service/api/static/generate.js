@@ -2,7 +2,7 @@
 // and a walk between two samples (the API's `interpolate`) that can play as an animation.
 
 import { imageUrl } from "./api.js";
-import { $, busy, debounce, el, Latest, throttle, unavailableNote } from "./ui.js";
+import { $, debounce, el, fillModelSelect, PanelRequest, schemaValue, throttle } from "./ui.js";
 
 const SLIDERS = 8; // latent dimensions given a slider
 const FRAME_MS = 120;
@@ -17,9 +17,11 @@ export class GeneratePanel {
     this.frames = []; // the walk's images
     this.started = false;
     this.player = null;
-    this.grid = new Latest();
-    this.edit = new Latest();
-    this.walkRequest = new Latest();
+    this.minLogVar = null; // the smallest latent log-variance the API takes (its contract)
+    const messages = page.messages;
+    this.grid = new PanelRequest(messages, { source: "generate", target: $("#gen-grid") });
+    this.edit = new PanelRequest(messages, { source: "edit", target: $("#gen-edited-frame") });
+    this.walkRequest = new PanelRequest(messages, { source: "walk", target: $("#gen-strip") });
     this.select = $("#gen-model");
     const later = debounce(() => this.generate(), 250);
     this.select.addEventListener("change", () => {
@@ -48,16 +50,16 @@ export class GeneratePanel {
     $("#gen-play").addEventListener("click", () => this.#togglePlay());
   }
 
-  setModels(models) {
+  setModels(models, contract) {
     this.vaes = models.filter((m) => m.endpoints.includes("generate"));
-    const chosen = this.select.value;
-    this.select.replaceChildren(...this.vaes.map((m) => el("option", {
-      value: m.name, disabled: !m.available,
-    }, m.available ? `${m.name} (${m.latent_size} latent dimensions)` : `${m.name}: unavailable`)));
-    unavailableNote($("#gen-model-note"), this.vaes);
-    const usable = this.vaes.filter((m) => m.available);
-    const preferred = usable.find((m) => m.name === chosen) ?? usable[0];
-    if (preferred) this.select.value = preferred.name;
+    const logVar = contract?.components?.schemas?.GenerateRequest?.properties?.log_var;
+    this.minLogVar = schemaValue(logVar, "minimum") ?? null;
+    fillModelSelect(
+      this.select,
+      $("#gen-model-note"),
+      this.vaes,
+      (m) => `${m.name} (${m.latent_size} latent dimensions)`,
+    );
     this.#labels();
   }
 
@@ -75,8 +77,10 @@ export class GeneratePanel {
   #labels() {
     const labels = this.#model()?.labels ?? [];
     const select = $("#gen-label");
-    select.replaceChildren(el("option", { value: "" }, "any"),
-      ...labels.map((label, i) => el("option", { value: i }, label)));
+    select.replaceChildren(
+      el("option", { value: "" }, "any"),
+      ...labels.map((label, i) => el("option", { value: i }, label)),
+    );
     $("#gen-label-row").hidden = labels.length === 0;
   }
 
@@ -88,33 +92,34 @@ export class GeneratePanel {
     if (Number.isInteger(seed)) body.seed = seed;
     const label = $("#gen-label").value;
     if (label !== "") body.label = Number(label);
-    const { signal, current } = this.grid.start();
-    const grid = $("#gen-grid");
-    try {
-      const answer = await busy(grid, this.page.api.generate(body, signal));
-      if (!current()) return;
-      this.page.messages.ok("generate");
-      if (!Number.isInteger(seed)) $("#gen-seed").value = String(answer.seed);
-      this.samples = answer.images;
-      grid.replaceChildren(...this.samples.map((sample, i) => {
-        const button = el("button", { type: "button", "aria-pressed": "false", "aria-label":
-          `Sample ${i + 1}` }, el("img", { src: imageUrl(sample.image_png), alt: "" }));
-        button.addEventListener("click", () => this.#choose(i));
-        return button;
-      }));
-      this.#walkChoices();
-      this.#choose(Math.min(this.selected, this.samples.length - 1));
-      this.walk();
-    } catch (err) {
-      if (current()) this.page.messages.error("generate", err, () => this.generate());
-    }
+    await this.grid.run((signal) => this.page.api.generate(body, signal), {
+      retry: () => this.generate(),
+      shown: (answer) => {
+        if (!Number.isInteger(seed)) $("#gen-seed").value = String(answer.seed);
+        this.samples = answer.images;
+        $("#gen-grid").replaceChildren(
+          ...this.samples.map((sample, i) => {
+            const button = el(
+              "button",
+              { type: "button", "aria-pressed": "false", "aria-label": `Sample ${i + 1}` },
+              el("img", { src: imageUrl(sample.image_png), alt: "" }),
+            );
+            button.addEventListener("click", () => this.#choose(i));
+            return button;
+          }),
+        );
+        this.#walkChoices();
+        this.#choose(Math.min(this.selected, this.samples.length - 1));
+        this.walk();
+      },
+    });
   }
 
   #choose(index) {
     this.selected = index;
     const sample = this.samples[index];
     if (!sample) return;
-    this.edit.start(); // an edit of the previous sample still on its way is stale
+    this.edit.cancel(); // an edit of the previous sample still on its way is stale
     for (const [i, button] of [...$("#gen-grid").children].entries()) {
       button.setAttribute("aria-pressed", String(i === index));
     }
@@ -124,8 +129,14 @@ export class GeneratePanel {
     const sliders = this.edited.slice(0, SLIDERS).map((value, d) => {
       const id = `gen-z${d}`;
       const output = el("output", { for: id }, value.toFixed(2));
-      const input = el("input", { id, type: "range", min: -4, max: 4, step: 0.01,
-        value: value.toFixed(2) });
+      const input = el("input", {
+        id,
+        type: "range",
+        min: -4,
+        max: 4,
+        step: 0.01,
+        value: value.toFixed(2),
+      });
       input.addEventListener("input", () => {
         this.edited[d] = Number(input.value);
         output.value = Number(input.value).toFixed(2);
@@ -136,27 +147,35 @@ export class GeneratePanel {
     $("#gen-sliders").replaceChildren(...sliders);
   }
 
-  /** Decodes the edited code exactly: the smallest variance the API takes adds no visible noise. */
+  /** Decodes the edited code exactly: the smallest log-variance the API takes (read from its
+   *  contract) adds no visible noise. */
   async #decode() {
     const model = this.#model();
-    if (!model || !this.edited) return;
-    const body = { model: model.name, n: 1, seed: 0, mean: [this.edited],
-      log_var: [this.edited.map(() => -30)] };
-    const { signal, current } = this.edit.start();
-    try {
-      const answer = await busy($("#gen-edited-frame"), this.page.api.generate(body, signal));
-      if (!current()) return;
-      this.page.messages.ok("edit");
-      this.#show($("#gen-edited"), answer.images[0].image_png,
-        `Sample ${this.selected + 1} with its first latent dimensions moved`);
-    } catch (err) {
-      if (current()) this.page.messages.error("edit", err, () => this.#decode());
-    }
+    if (!model || !this.edited || this.minLogVar === null) return;
+    const body = {
+      model: model.name,
+      n: 1,
+      seed: 0,
+      mean: [this.edited],
+      log_var: [this.edited.map(() => this.minLogVar)],
+    };
+    await this.edit.run((signal) => this.page.api.generate(body, signal), {
+      retry: () => this.#decode(),
+      shown: (answer) =>
+        this.#show(
+          $("#gen-edited"),
+          answer.images[0].image_png,
+          `Sample ${this.selected + 1} with its first latent dimensions moved`,
+        ),
+    });
   }
 
   #walkChoices() {
     const options = () => this.samples.map((_, i) => el("option", { value: i }, String(i + 1)));
-    for (const [id, fallback] of [["#gen-from", 0], ["#gen-to", 1]]) {
+    for (const [id, fallback] of [
+      ["#gen-from", 0],
+      ["#gen-to", 1],
+    ]) {
       const select = $(id);
       const previous = select.value === "" ? fallback : Number(select.value);
       select.replaceChildren(...options());
@@ -170,18 +189,18 @@ export class GeneratePanel {
     if (!model || !from || !to) return;
     const steps = Math.max(2, Math.min(32, Number.parseInt($("#gen-steps").value, 10) || 10));
     const body = { model: model.name, interpolate: { start: from.z, end: to.z, steps } };
-    const { signal, current } = this.walkRequest.start();
-    try {
-      const answer = await busy($("#gen-strip"), this.page.api.generate(body, signal));
-      if (!current()) return;
-      this.page.messages.ok("walk");
-      this.frames = answer.images.map((image) => image.image_png);
-      $("#gen-strip").replaceChildren(...this.frames.map((png, i) => el("li", {},
-        el("img", { src: imageUrl(png), alt: `Step ${i + 1} of ${steps}` }))));
-      this.#frame(0);
-    } catch (err) {
-      if (current()) this.page.messages.error("walk", err, () => this.walk());
-    }
+    await this.walkRequest.run((signal) => this.page.api.generate(body, signal), {
+      retry: () => this.walk(),
+      shown: (answer) => {
+        this.frames = answer.images.map((image) => image.image_png);
+        $("#gen-strip").replaceChildren(
+          ...this.frames.map((png, i) =>
+            el("li", {}, el("img", { src: imageUrl(png), alt: `Step ${i + 1} of ${steps}` })),
+          ),
+        );
+        this.#frame(0);
+      },
+    });
   }
 
   #frame(index) {

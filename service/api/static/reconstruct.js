@@ -2,7 +2,7 @@
 // auto-encoder and VAE while you draw; a VAE's latent mean as a bar chart.
 
 import { imageUrl } from "./api.js";
-import { $, busy, DIGIT_SAMPLES, el, Latest, sampleButtons, throttle } from "./ui.js";
+import { $, DIGIT_SAMPLES, el, PanelRequest, sampleButtons, throttle } from "./ui.js";
 
 const STROKE = 24; // pixels of the 280-pixel canvas: about MNIST's pen once fitted to 20 x 20
 const SVG = "http://www.w3.org/2000/svg";
@@ -11,8 +11,7 @@ export class ReconstructPanel {
   constructor(page) {
     this.page = page;
     this.models = [];
-    this.cards = new Map(); // model name -> { frame, img, chart }
-    this.latest = new Map(); // model name -> Latest
+    this.cards = new Map(); // model name -> { frame, img, chart, model, request }
     this.canvas = $("#rec-canvas");
     this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
     this.seen = $("#rec-seen");
@@ -46,9 +45,14 @@ export class ReconstructPanel {
     const body = model.available
       ? [frame, chart]
       : [el("p", { class: "hint" }, `Unavailable: ${model.reason}`)];
-    this.cards.set(model.name, { frame, img, chart, model });
-    return el("li", { class: "card", "data-model": model.name }, el("h3", {}, model.name, " ", el("span", { class: "kind" }, kind)),
-      ...body);
+    const request = new PanelRequest(this.page.messages, { source: "reconstruct", target: frame });
+    this.cards.set(model.name, { frame, img, chart, model, request });
+    return el(
+      "li",
+      { class: "card", "data-model": model.name },
+      el("h3", {}, model.name, " ", el("span", { class: "kind" }, kind)),
+      ...body,
+    );
   }
 
   #pointer() {
@@ -56,8 +60,10 @@ export class ReconstructPanel {
     let last = null;
     const point = (event) => {
       const box = canvas.getBoundingClientRect();
-      return [(event.clientX - box.left) * canvas.width / box.width,
-        (event.clientY - box.top) * canvas.height / box.height];
+      return [
+        ((event.clientX - box.left) * canvas.width) / box.width,
+        ((event.clientY - box.top) * canvas.height) / box.height,
+      ];
     };
     canvas.addEventListener("pointerdown", (event) => {
       event.preventDefault();
@@ -110,8 +116,10 @@ export class ReconstructPanel {
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (pixels[(y * width + x) * 4] > 16) {
-          left = Math.min(left, x); right = Math.max(right, x);
-          top = Math.min(top, y); bottom = Math.max(bottom, y);
+          left = Math.min(left, x);
+          right = Math.max(right, x);
+          top = Math.min(top, y);
+          bottom = Math.max(bottom, y);
         }
       }
     }
@@ -122,8 +130,17 @@ export class ReconstructPanel {
     const [w, h] = [right - left + 1, bottom - top + 1];
     const scale = 20 / Math.max(w, h);
     seen.imageSmoothingQuality = "high";
-    seen.drawImage(this.canvas, left, top, w, h, 14 - (w * scale) / 2, 14 - (h * scale) / 2,
-      w * scale, h * scale);
+    seen.drawImage(
+      this.canvas,
+      left,
+      top,
+      w,
+      h,
+      14 - (w * scale) / 2,
+      14 - (h * scale) / 2,
+      w * scale,
+      h * scale,
+    );
     return new Promise((resolve) => this.seen.toBlob(resolve, "image/png"));
   }
 
@@ -170,28 +187,25 @@ export class ReconstructPanel {
 
   async #one(card, file) {
     const name = card.model.name;
-    if (!this.latest.has(name)) this.latest.set(name, new Latest());
-    const { signal, current } = this.latest.get(name).start();
-    try {
-      const answer = await busy(card.frame, this.page.api.reconstruct(file, { model: name }, signal));
-      if (!current()) return; // a newer drawing was sent meanwhile
-      this.page.messages.ok("reconstruct");
-      const [image] = answer.images;
-      card.img.src = imageUrl(image.image_png);
-      card.img.alt = `Reconstruction by ${name}`;
-      card.img.hidden = false;
-      if (image.mean) this.#chart(card.chart, image.mean);
-    } catch (err) {
-      if (!current()) return;
-      card.img.hidden = true;
-      card.chart.hidden = true;
-      this.page.messages.error("reconstruct", err, () => this.#one(card, file));
-    }
+    await card.request.run((signal) => this.page.api.reconstruct(file, { model: name }, signal), {
+      retry: () => this.#one(card, file),
+      shown: (answer) => {
+        const [image] = answer.images;
+        card.img.src = imageUrl(image.image_png);
+        card.img.alt = `Reconstruction by ${name}`;
+        card.img.hidden = false;
+        if (image.mean) this.#chart(card.chart, image.mean);
+      },
+      failed: () => {
+        card.img.hidden = true;
+        card.chart.hidden = true;
+      },
+    });
   }
 
   #clearResults() {
     for (const card of this.cards.values()) {
-      this.latest.get(card.model.name)?.start(); // drops answers still on their way
+      card.request.cancel(); // drops answers still on their way
       card.img.hidden = true;
       card.chart.hidden = true;
     }
@@ -216,13 +230,20 @@ export class ReconstructPanel {
       svg.append(bar);
     });
     const axis = document.createElementNS(SVG, "line");
-    for (const [k, v] of Object.entries({ x1: 0, x2: mean.length * barWidth, y1: half, y2: half })) {
+    for (const [k, v] of Object.entries({
+      x1: 0,
+      x2: mean.length * barWidth,
+      y1: half,
+      y2: half,
+    })) {
       axis.setAttribute(k, v);
     }
     axis.setAttribute("class", "axis");
     svg.append(axis);
-    figure.replaceChildren(svg, el("figcaption", {},
-      `Latent mean, ${mean.length} dimensions (bars clipped at ±3)`));
+    figure.replaceChildren(
+      svg,
+      el("figcaption", {}, `Latent mean, ${mean.length} dimensions (bars clipped at ±3)`),
+    );
     figure.hidden = false;
   }
 }

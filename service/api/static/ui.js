@@ -73,6 +73,76 @@ export async function busy(target, promise) {
   }
 }
 
+/** What every request of a panel goes through, written once: a new request aborts the one
+ *  before it, `target` is busy while it runs, an answer that a newer request made stale is
+ *  dropped, and a failure is shown under `source` in the page's aria-live messages (with Retry
+ *  where it helps); a success clears that source's old message. Without a `source` a failure
+ *  is left to `failed` alone. */
+export class PanelRequest {
+  #latest = new Latest();
+
+  constructor(messages, { source = null, target = null } = {}) {
+    this.messages = messages;
+    this.source = source;
+    this.target = target;
+  }
+
+  /** Runs `send(signal)`; `shown(answer)` or `failed(err)` when it is still the newest.
+   *  Resolves to false when a newer request (or `cancel`) made this one stale, else true. */
+  async run(send, { shown = null, failed = null, retry = null, target = this.target } = {}) {
+    const { signal, current } = this.#latest.start();
+    let answer;
+    try {
+      answer = await busy(target, send(signal));
+    } catch (err) {
+      if (!current()) return false;
+      failed?.(err);
+      if (this.source) this.messages.error(this.source, err, retry);
+      return true;
+    }
+    if (!current()) return false;
+    if (this.source) this.messages.ok(this.source);
+    shown?.(answer);
+    return true;
+  }
+
+  /** Drops the answer still on its way, if any. */
+  cancel() {
+    this.#latest.start();
+  }
+}
+
+/** Fills a model <select> from /models: unavailable ones disabled, and why in `note`; keeps
+ *  the chosen model while it is usable, else the first usable one that `prefer` likes, else
+ *  the first usable one. `describe(model)` is an available model's option text. */
+export function fillModelSelect(select, note, models, describe, prefer = () => false) {
+  const chosen = select.value;
+  select.replaceChildren(
+    ...models.map((m) =>
+      el(
+        "option",
+        { value: m.name, disabled: !m.available },
+        m.available ? describe(m) : `${m.name}: unavailable`,
+      ),
+    ),
+  );
+  unavailableNote(note, models);
+  const usable = models.filter((m) => m.available);
+  const preferred = usable.find((m) => m.name === chosen) ?? usable.find(prefer) ?? usable[0];
+  if (preferred) select.value = preferred.name;
+}
+
+/** The first value of `key` found anywhere inside a JSON schema (through anyOf, items, ...). */
+export function schemaValue(schema, key) {
+  if (schema === null || typeof schema !== "object") return undefined;
+  if (key in schema) return schema[key];
+  for (const value of Object.values(schema)) {
+    const found = schemaValue(value, key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 /** Errors for people: the API's `detail` in the aria-live region, with Retry where it helps;
  *  a 401 opens the API key form, and what failed runs again once a key is given. */
 export class Messages {
@@ -95,17 +165,33 @@ export class Messages {
     // still loading: the page tries again by itself after the time the service asks for
     const again = retry && err.code === "not_ready" && err.retryAfter !== null;
     if (again) setTimeout(retry, err.retryAfter * 1000);
-    const wait = err.retryAfter === null ? ""
-      : again ? ` Trying again in ${err.retryAfter} s.` : ` Try again in ${err.retryAfter} s.`;
+    const wait =
+      err.retryAfter === null
+        ? ""
+        : again
+          ? ` Trying again in ${err.retryAfter} s.`
+          : ` Try again in ${err.retryAfter} s.`;
     const text = `${err.detail}.${wait}`.replace(/\.\./, ".");
-    const message = el("div", { class: "message", "data-source": source, "data-code": err.code },
-      el("p", {}, el("strong", {}, `${labelOf(err)}: `), text));
+    const message = el(
+      "div",
+      { class: "message", "data-source": source, "data-code": err.code },
+      el("p", {}, el("strong", {}, `${labelOf(err)}: `), text),
+    );
     const actions = el("div", { class: "actions" });
     if (retry && !again && RETRYABLE.has(err.status)) {
-      actions.append(el("button", { type: "button", onclick: () => {
-        message.remove();
-        retry();
-      } }, "Retry"));
+      actions.append(
+        el(
+          "button",
+          {
+            type: "button",
+            onclick: () => {
+              message.remove();
+              retry();
+            },
+          },
+          "Retry",
+        ),
+      );
     }
     actions.append(el("button", { type: "button", onclick: () => message.remove() }, "Dismiss"));
     message.append(actions);
@@ -140,7 +226,7 @@ export class Messages {
   }
 }
 
-const RETRYABLE = new Set([0, 429, 503, 504]); // the same request may work later
+const RETRYABLE = new Set([0, 503, 504]); // the same request may work later
 
 function labelOf(err) {
   if (err.status === 0) return "No answer";
@@ -150,8 +236,11 @@ function labelOf(err) {
 /** Buttons with the bundled sample images; `pick(blob, sample)` gets the chosen one. */
 export function sampleButtons(container, samples, pick) {
   for (const sample of samples) {
-    const button = el("button", { type: "button", class: "sample", "aria-label": sample.label },
-      el("img", { src: sample.src, alt: "", width: 40, height: 40 }));
+    const button = el(
+      "button",
+      { type: "button", class: "sample", "aria-label": sample.label },
+      el("img", { src: sample.src, alt: "", width: 40, height: 40 }),
+    );
     button.addEventListener("click", async () => {
       const response = await fetch(sample.src);
       const blob = await response.blob();
@@ -167,12 +256,21 @@ export function unavailableNote(node, models) {
   node.replaceChildren();
   if (!missing.length) return;
   const names = missing.map((m) => m.name).join(", ");
-  node.append(el("details", {}, el("summary", {}, `Unavailable: ${names}`),
-    ...missing.map((m) => el("p", {}, `${m.name}: ${m.reason}`))));
+  node.append(
+    el(
+      "details",
+      {},
+      el("summary", {}, `Unavailable: ${names}`),
+      ...missing.map((m) => el("p", {}, `${m.name}: ${m.reason}`)),
+    ),
+  );
 }
 
 export const DIGIT_SAMPLES = [0, 2, 3, 4, 7, 9].map((digit) => ({
   src: `static/samples/digit-${digit}.png`,
   label: `Held-out handwritten ${digit}`,
 }));
-export const SCENE_SAMPLE = { src: "static/samples/scene.jpg", label: "Drawn scene: a house and a tree" };
+export const SCENE_SAMPLE = {
+  src: "static/samples/scene.jpg",
+  label: "Drawn scene: a house and a tree",
+};

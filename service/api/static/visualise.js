@@ -1,12 +1,27 @@
-// Visualise: an image, a network and a layer in; the projection, the kept activations and a
-// projection per layer out.
+// Visualise: an image, a network, a layer and a method in; the projection, the kept
+// activations, and either a projection per layer or the three methods side by side, out.
 
 import { imageUrl } from "./api.js";
 import {
-  $, busy, DIGIT_SAMPLES, debounce, el, Latest, SCENE_SAMPLE, sampleButtons, unavailableNote,
+  $,
+  DIGIT_SAMPLES,
+  debounce,
+  el,
+  fillModelSelect,
+  PanelRequest,
+  SCENE_SAMPLE,
+  sampleButtons,
+  schemaValue,
 } from "./ui.js";
 
 const KINDS = { classifier: "trained here on MNIST", network: "ImageNet" };
+/** Names for people of the methods that the contract lists for /visualise's `method`. */
+const METHODS = {
+  deconvnet: "Deconvnet",
+  guided_backprop: "Guided backpropagation",
+  saliency: "Saliency (gradient)",
+};
+const methodName = (method) => METHODS[method] ?? method;
 
 /** "3: MaxPool2d(kernel_size=2, ...)" -> "3: MaxPool2d"; a convolution keeps its channels. */
 function shortName(name) {
@@ -20,15 +35,22 @@ export class VisualisePanel {
     this.networks = [];
     this.image = null; // the File or Blob being studied
     this.started = false;
-    this.main = new Latest();
-    this.strip = new Latest();
+    this.main = new PanelRequest(page.messages, {
+      source: "visualise",
+      target: $("#vis-projection-frame"),
+    });
+    this.strip = new PanelRequest(page.messages); // a failed thumbnail says so itself
     this.stripKey = null;
+    this.methods = []; // /visualise's `method` values; none when the service has no such field
     this.select = $("#vis-network");
+    this.method = $("#vis-method");
+    this.compare = $("#vis-compare");
     this.layer = $("#vis-layer");
     this.k = $("#vis-k");
     this.channel = $("#vis-channel");
     sampleButtons($("#vis-samples"), [...DIGIT_SAMPLES.slice(0, 4), SCENE_SAMPLE], (file) =>
-      this.useImage(file));
+      this.useImage(file),
+    );
     $("#vis-file").addEventListener("change", (event) => {
       if (event.target.files.length) this.useImage(event.target.files[0]);
     });
@@ -36,6 +58,12 @@ export class VisualisePanel {
     const later = debounce(() => this.update(), 250);
     this.select.addEventListener("change", () => this.#networkChanged());
     this.layer.addEventListener("change", () => this.update());
+    this.method.addEventListener("change", () => this.update());
+    this.compare.addEventListener("change", () => {
+      this.stripKey = null;
+      this.#stripTitle();
+      this.update();
+    });
     this.k.addEventListener("input", () => {
       $("#vis-k-out").value = this.k.value;
       later();
@@ -47,18 +75,46 @@ export class VisualisePanel {
     });
   }
 
-  setModels(models) {
+  setModels(models, contract) {
     this.networks = models.filter((m) => m.endpoints.includes("visualise"));
-    const chosen = this.select.value;
-    this.select.replaceChildren(...this.networks.map((m) => el("option", {
-      value: m.name, disabled: !m.available,
-    }, m.available ? `${m.name} (${KINDS[m.kind] ?? m.kind})` : `${m.name}: unavailable`)));
-    unavailableNote($("#vis-network-note"), this.networks);
-    const usable = this.networks.filter((m) => m.available);
-    const preferred = usable.find((m) => m.name === chosen) ?? usable.find((m) => m.kind === "classifier")
-      ?? usable[0];
-    if (preferred) this.select.value = preferred.name;
+    fillModelSelect(
+      this.select,
+      $("#vis-network-note"),
+      this.networks,
+      (m) => `${m.name} (${KINDS[m.kind] ?? m.kind})`,
+      (m) => m.kind === "classifier",
+    );
+    this.#fillMethods(contract);
     this.#fillLayers(true);
+  }
+
+  /** The method choice from the contract: its values for `method` and its default. */
+  #fillMethods(contract) {
+    const form =
+      contract?.paths?.["/visualise"]?.post?.requestBody?.content?.["multipart/form-data"]?.schema;
+    const field = form?.properties?.method;
+    this.methods = field ? (schemaValue(field, "enum") ?? []) : [];
+    const chosen = this.method.value;
+    const shown = this.methods.length ? this.methods : ["deconvnet"];
+    this.method.replaceChildren(
+      ...shown.map((method) => el("option", { value: method }, methodName(method))),
+    );
+    const preferred = shown.includes(chosen) ? chosen : schemaValue(field, "default");
+    this.method.value = shown.includes(preferred) ? preferred : shown[0];
+    this.method.disabled = this.methods.length < 2;
+    this.compare.disabled = this.methods.length < 2;
+    if (this.compare.disabled) this.compare.checked = false;
+    this.#stripTitle();
+  }
+
+  #stripTitle() {
+    const compare = this.compare.checked;
+    $("#vis-strip-title").textContent = compare ? "Every method at this layer" : "Every layer";
+    $("#vis-strip-hint").textContent = compare
+      ? "The chosen layer, image, k and feature map projected by each method, side by side; " +
+        "choose one to study it above."
+      : "The same image, k and method at each layer, from the first to the last; choose one " +
+        "to study it above.";
   }
 
   shown() {
@@ -66,38 +122,39 @@ export class VisualisePanel {
     if (this.started || !network) return;
     this.started = true; // start from a sample that suits the network
     const sample = network.kind === "network" ? SCENE_SAMPLE : DIGIT_SAMPLES[3];
-    fetch(sample.src).then((r) => r.blob()).then((blob) => this.useImage(blob));
+    fetch(sample.src)
+      .then((r) => r.blob())
+      .then((blob) => this.useImage(blob));
   }
 
   useImage(file) {
     this.image = file;
     const img = $("#vis-input");
     if (img.src) URL.revokeObjectURL(img.src);
-    img.onerror = () => { img.hidden = true; }; // undecodable: the API's message says why
-    img.onload = () => { img.hidden = false; };
+    img.onerror = () => {
+      img.hidden = true;
+    }; // undecodable: the API's message says why
+    img.onload = () => {
+      img.hidden = false;
+    };
     img.src = URL.createObjectURL(file);
     this.stripKey = null;
     this.update();
   }
 
-  /** Asks for the projection of the chosen layer, then the strip of every layer. */
+  /** Asks for the projection of the chosen layer, then the strip. */
   async update() {
     const network = this.#network();
     if (!this.image || !network) return;
     const params = this.#params();
-    const { signal, current } = this.main.start();
-    const frame = $("#vis-projection-frame");
-    try {
-      const answer = await busy(frame, this.page.api.visualise(this.image, params, signal));
-      if (!current()) return;
-      this.page.messages.ok("visualise");
-      this.#showProjection(answer, network);
-      this.#loadStrip(network, params);
-    } catch (err) {
-      if (!current()) return;
-      this.#clear();
-      this.page.messages.error("visualise", err, () => this.update());
-    }
+    await this.main.run((signal) => this.page.api.visualise(this.image, params, signal), {
+      retry: () => this.update(),
+      shown: (answer) => {
+        this.#showProjection(answer, network, params);
+        this.#loadStrip(network, params);
+      },
+      failed: () => this.#clear(),
+    });
   }
 
   #params() {
@@ -107,6 +164,8 @@ export class VisualisePanel {
       layer: Number(this.layer.value),
       k: Number(this.k.value),
       channel: channel === "" ? null : Number(channel),
+      // sent only to a service whose contract has the field (else it answers 422)
+      method: this.methods.length ? this.method.value : null,
     };
   }
 
@@ -124,27 +183,37 @@ export class VisualisePanel {
   #fillLayers(keep) {
     const layers = this.#network()?.layers ?? [];
     const previous = Number(this.layer.value);
-    this.layer.replaceChildren(...layers.map((name, i) =>
-      el("option", { value: i + 1, title: name }, shortName(name))));
+    this.layer.replaceChildren(
+      ...layers.map((name, i) => el("option", { value: i + 1, title: name }, shortName(name))),
+    );
     const middle = Math.ceil(layers.length / 2);
-    this.layer.value = String(keep && previous >= 1 && previous <= layers.length ? previous : middle);
+    this.layer.value = String(
+      keep && previous >= 1 && previous <= layers.length ? previous : middle,
+    );
     $("#vis-input-frame").dataset.fit = this.#network()?.kind === "network" ? "cover" : "fill";
   }
 
-  #showProjection(answer, network) {
+  #showProjection(answer, network, params) {
     const img = $("#vis-projection");
     img.src = imageUrl(answer.image_png);
     img.hidden = false;
     const map = answer.channel === null ? "every feature map" : `feature map ${answer.channel}`;
-    const what = `Projection of the top ${answer.k} activations of ${map} in layer`;
+    const method = methodName(answer.method ?? params.method ?? "deconvnet");
+    const what = `${method} projection of the top ${answer.k} activations of ${map} in layer`;
     img.alt = `${what} ${answer.layer_name} of ${network.name}`;
     $("#vis-caption").textContent = `${what} ${shortName(answer.layer_name)}`;
     $("#vis-caption").title = answer.layer_name;
     const [, h, w] = answer.activation_shape;
     const rows = answer.activations.map((a, i) => {
-      const row = el("tr", {},
-        el("td", {}, String(i + 1)), el("td", {}, String(a.channel)), el("td", {}, String(a.y)),
-        el("td", {}, String(a.x)), el("td", {}, a.value.toPrecision(4)));
+      const row = el(
+        "tr",
+        {},
+        el("td", {}, String(i + 1)),
+        el("td", {}, String(a.channel)),
+        el("td", {}, String(a.y)),
+        el("td", {}, String(a.x)),
+        el("td", {}, a.value.toPrecision(4)),
+      );
       const on = () => this.#mark({ left: (a.x + 0.5) / w, top: (a.y + 0.5) / h, w, h });
       row.addEventListener("mouseenter", on);
       row.addEventListener("focus", on);
@@ -172,9 +241,15 @@ export class VisualisePanel {
     for (const frame of [$("#vis-input-frame"), $("#vis-projection-frame")]) {
       frame.querySelector(".marker")?.remove();
       if (!spot) continue;
-      frame.append(el("div", { class: "marker", "aria-hidden": "true", style:
-        `left:${spot.left * 100}%;top:${spot.top * 100}%;` +
-        `width:${100 / spot.w}%;height:${100 / spot.h}%` }));
+      frame.append(
+        el("div", {
+          class: "marker",
+          "aria-hidden": "true",
+          style:
+            `left:${spot.left * 100}%;top:${spot.top * 100}%;` +
+            `width:${100 / spot.w}%;height:${100 / spot.h}%`,
+        }),
+      );
     }
   }
 
@@ -182,52 +257,82 @@ export class VisualisePanel {
     $("#vis-projection").hidden = true;
     $("#vis-caption").textContent = "Projection";
     $("#vis-activations tbody").replaceChildren();
-    this.strip.start();
+    this.strip.cancel();
     this.stripKey = null;
     $("#vis-strip").replaceChildren();
   }
 
-  /** One projection per layer, one request at a time so the chosen layer is never kept
-   *  waiting behind them; started again only when the image, network or k change. */
+  /** A projection per layer, or per method at the chosen layer, one request at a time so the
+   *  chosen projection is never kept waiting behind them; started again only when what they
+   *  show changes. */
   async #loadStrip(network, params) {
-    const key = `${network.name}/${params.k}`;
+    const compare = this.compare.checked;
+    const { layer, k, channel, method } = params;
+    const key = compare
+      ? `methods/${network.name}/${layer}/${k}/${channel}`
+      : `layers/${network.name}/${k}/${method}`;
     if (this.stripKey === key) return;
     this.stripKey = key;
-    const { signal, current } = this.strip.start();
-    const items = network.layers.map((name, i) => this.#stripItem(name, i + 1));
+    const items = compare
+      ? this.methods.map((each) =>
+          this.#stripItem(methodName(each), { ...params, method: each }, { method: each }),
+        )
+      : network.layers.map((name, i) =>
+          this.#stripItem(
+            shortName(name),
+            { ...params, layer: i + 1, channel: null },
+            {
+              layer: i + 1,
+              title: name,
+            },
+          ),
+        );
     $("#vis-strip").replaceChildren(...items.map((item) => item.li));
     this.#markStrip();
     for (const item of items) {
-      const layerParams = { ...params, layer: item.layer, channel: null };
-      try {
-        const answer = await busy(item.li, this.page.api.visualise(this.image, layerParams, signal));
-        if (!current()) return;
-        item.img.src = imageUrl(answer.image_png);
-        item.img.hidden = false;
-      } catch (err) {
-        if (!current()) return;
-        item.li.classList.add("failed");
-        item.note.textContent = err.detail ?? "failed";
-      }
+      const current = await this.strip.run(
+        (signal) => this.page.api.visualise(this.image, item.params, signal),
+        {
+          target: item.li,
+          shown: (answer) => {
+            item.img.src = imageUrl(answer.image_png);
+            item.img.hidden = false;
+          },
+          failed: (err) => {
+            item.li.classList.add("failed");
+            item.note.textContent = err.detail ?? "failed";
+          },
+        },
+      );
+      if (!current) return; // a newer strip replaced this one
     }
   }
 
-  #stripItem(name, layer) {
+  /** One thumbnail of the strip: choosing it studies its layer (or method) above. */
+  #stripItem(label, params, { layer = null, method = null, title = label }) {
     const img = el("img", { alt: "", hidden: true });
     const note = el("span", { class: "note" });
-    const button = el("button", { type: "button", "data-layer": layer }, el("span", { class: "thumb" }, img),
-      el("span", { class: "name" }, shortName(name)), note);
-    button.title = name;
+    const button = el(
+      "button",
+      { type: "button", "data-layer": layer, "data-method": method },
+      el("span", { class: "thumb" }, img),
+      el("span", { class: "name" }, label),
+      note,
+    );
+    button.title = title;
     button.addEventListener("click", () => {
-      this.layer.value = String(layer);
+      if (layer !== null) this.layer.value = String(layer);
+      if (method !== null) this.method.value = method;
       this.update();
     });
-    return { li: el("li", {}, button), img, note, layer };
+    return { li: el("li", {}, button), img, note, params };
   }
 
   #markStrip() {
     for (const button of document.querySelectorAll("#vis-strip button")) {
-      button.setAttribute("aria-current", String(button.dataset.layer === this.layer.value));
+      const { layer, method } = button.dataset;
+      const current = layer ? layer === this.layer.value : method === this.method.value;
+      button.setAttribute("aria-current", String(current));
     }
   }
 
