@@ -29,6 +29,9 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.INVALID_IMAGE: ErrorKind(400, "The image is empty, undecodable or truncated"),
     ErrorCode.INVALID_FORM: ErrorKind(400, "The multipart form body is malformed"),
     ErrorCode.BAD_REQUEST: ErrorKind(400, "The HTTP request itself is malformed"),
+    ErrorCode.BAD_INFERENCE_REQUEST: ErrorKind(
+        400, "A v2 inference request's tensors or parameters do not match the model"
+    ),
     ErrorCode.UNAUTHORIZED: ErrorKind(
         401, "The X-API-Key header is missing or wrong (only when UNCONV_API_KEY is set)"
     ),
@@ -81,20 +84,25 @@ def codes_by_status() -> dict[int, list[str]]:
     return by_status
 
 
-def error_response(code: ErrorCode | str, detail: str, headers: dict | None = None):
+def error_response(
+    code: ErrorCode | str, detail: str, headers: dict | None = None, path: str = ""
+) -> JSONResponse:
+    """The error as JSON; under ``/v2/`` in the Open Inference Protocol's form, whose
+    ``error`` is the message (clients such as tritonclient show it), with the code beside it."""
     code = ErrorCode(code)
-    return JSONResponse(
-        {"error": code.value, "detail": detail}, status_code=ERRORS[code].status, headers=headers
-    )
+    body = {"error": code.value, "detail": detail}
+    if path.startswith("/v2/"):
+        body = {"error": detail, "code": code.value}
+    return JSONResponse(body, status_code=ERRORS[code].status, headers=headers)
 
 
-def request_error_response(err: RequestError) -> JSONResponse:
+def request_error_response(err: RequestError, path: str = "") -> JSONResponse:
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
     if err.code is ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "ApiKey"
-    return error_response(err.code, err.detail, headers or None)
+    return error_response(err.code, err.detail, headers or None, path)
 
 
 def _location(loc: tuple) -> str:
@@ -110,11 +118,12 @@ def describe_validation_error(exc: RequestValidationError | ValidationError) -> 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
-        return request_error_response(exc)
+        return request_error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return error_response(ErrorCode.INVALID_PARAMETERS, describe_validation_error(exc))
+        detail = describe_validation_error(exc)
+        return error_response(ErrorCode.INVALID_PARAMETERS, detail, path=request.url.path)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -132,11 +141,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if code is None:  # a status the table does not know is a bug of ours
             log.error("unexpected HTTP %d in %s: %s", exc.status_code, request.url.path, detail)
             code, detail = ErrorCode.INTERNAL_ERROR, "the server failed; this is a bug"
-        return error_response(code, detail, getattr(exc, "headers", None))
+        return error_response(code, detail, getattr(exc, "headers", None), request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return error_response(
-            ErrorCode.INTERNAL_ERROR, "the server failed; this is a bug and it has been logged"
+            ErrorCode.INTERNAL_ERROR,
+            "the server failed; this is a bug and it has been logged",
+            path=request.url.path,
         )

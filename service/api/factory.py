@@ -21,6 +21,8 @@ from .contract import install_openapi
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .routes import health, router
+from .v2 import router as v2_router
+from .v2 import server as v2_server
 from .web import UNCOUNTED_ROUTES, install_web
 
 _api_key_header = APIKeyHeader(
@@ -77,10 +79,11 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     install_openapi(app)
     # the model routes first: they are the busy ones, and routes match in order. The key check
     # is there only when a key is set, so that the docs show a key only when one is needed.
-    app.include_router(
-        router, dependencies=[Depends(require_api_key)] if settings.api_key is not None else []
-    )
+    keyed = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(router, dependencies=keyed)
+    app.include_router(v2_router, dependencies=keyed)
     app.include_router(health)
+    app.include_router(v2_server)
     install_web(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, uncounted=UNCOUNTED_ROUTES)

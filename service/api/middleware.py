@@ -58,7 +58,9 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(ErrorCode.PAYLOAD_TOO_LARGE, self._detail())
+            response = error_response(
+                ErrorCode.PAYLOAD_TOO_LARGE, self._detail(), path=scope["path"]
+            )
             return await response(scope, receive, send)
         seen = 0
 

@@ -11,6 +11,7 @@ class ErrorCode(StrEnum):
     """Every error code a client can receive, engine's and HTTP layer's alike."""
 
     BAD_REQUEST = "bad_request"
+    BAD_INFERENCE_REQUEST = "bad_inference_request"
     INVALID_IMAGE = "invalid_image"
     INVALID_FORM = "invalid_form"
     UNAUTHORIZED = "unauthorized"

@@ -34,6 +34,14 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class Pixels:
+    """Images that arrive decoded (the v2 protocol's tensors): (n, C, H, W) float32 intensities
+    in [0, 1], of the model's input shape. They skip decoding, not normalisation."""
+
+    images: torch.Tensor
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """How an upload becomes a network input of shape (1, channels, size, size).
 

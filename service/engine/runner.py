@@ -1,11 +1,11 @@
 """What the batcher runs: decode -> predict -> encode for a whole batch, in an inference thread.
 
-Each job is one request: raw uploads (or latent codes) and ``encode``, the caller's function
-that turns the job's result into its answer (the HTTP layer's response, say; the engine never
-looks inside). A batch decodes all its images, runs one forward pass on the model's device
-under ``torch.inference_mode()`` and encodes every answer, so that a request costs the event
-loop no thread hand-off of its own. An image that cannot be decoded fails only its own
-request: its result is the ``RequestError``.
+Each job is one request: raw uploads or decoded ``Pixels`` (or latent codes), and ``encode``,
+the caller's function that turns the job's result into its answer (the HTTP layer's response,
+say; the engine never looks inside). A batch decodes all its images, runs one forward pass on
+the model's device under ``torch.inference_mode()`` and encodes every answer, so that a request
+costs the event loop no thread hand-off of its own. An image that cannot be decoded fails only
+its own request: its result is the ``RequestError``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from ..models import Visualisation
 from ..models.losses import sample_range
 from .errors import RequestError
-from .imaging import Upload, decode_input
+from .imaging import Pixels, Upload, decode_input
 from .registry import ServedModel
 
 Encode = Callable[[Any], Any]
@@ -41,7 +41,7 @@ class Reconstruction:
 class ReconstructJob:
     """Images to reconstruct; ``encode`` gets their ``Reconstruction``."""
 
-    uploads: list[Upload]
+    uploads: list[Upload | Pixels]
     encode: Encode
 
 
@@ -49,7 +49,7 @@ class ReconstructJob:
 class VisualiseJob:
     """One image to visualise; ``encode`` gets its ``Visualisation`` (a batch of one)."""
 
-    upload: Upload
+    upload: Upload | Pixels
     encode: Encode
 
 
@@ -238,7 +238,9 @@ class ModelRunner:
     pool: CodecPool
     threads: ThreadShare
 
-    def image(self, upload: Upload) -> torch.Tensor:
+    def image(self, upload: Upload | Pixels) -> torch.Tensor:
+        if isinstance(upload, Pixels):
+            return self.model.image_spec.normalisation.normalise(upload.images)
         return decode_input(
             upload.data, upload.content_type, self.model.image_spec, self.max_pixels
         )

@@ -1,0 +1,91 @@
+"""Bodies of the Open Inference Protocol (KServe v2) routes, for the OpenAPI document; the
+inference request itself is parsed by ``v2_codec`` (it may carry binary data after the JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+Parameters = dict[str, bool | int | float | str]
+
+
+class V2ErrorResponse(BaseModel):
+    """An error under /v2/, in the protocol's form."""
+
+    error: str = Field(description="What was wrong and how to fix it")
+    code: str = Field(description="Stable machine-readable code, e.g. `bad_inference_request`")
+
+
+class ServerMetadata(BaseModel):
+    """GET /v2."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    """One input or output of a model; -1 in a shape stands for any size."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """GET /v2/models/{name}: the tensors a model takes and answers."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="The model's kind and what it was loaded from"
+    )
+
+
+class RequestInput(BaseModel):
+    """An input tensor: ``data`` row-major (flat or nested), or ``binary_data_size`` bytes of
+    the binary part."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    """An output asked for; ``parameters.binary_data`` sends it as binary data."""
+
+    name: str
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(BaseModel):
+    """POST /v2/models/{name}/infer."""
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    """The answer of an inference request, when every output is JSON."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
