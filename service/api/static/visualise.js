@@ -131,9 +131,10 @@ export class VisualisePanel {
     this.image = file;
     const img = $("#vis-input");
     if (img.src) URL.revokeObjectURL(img.src);
+    // undecodable: the API's message says why
     img.onerror = () => {
       img.hidden = true;
-    }; // undecodable: the API's message says why
+    };
     img.onload = () => {
       img.hidden = false;
     };
