@@ -118,3 +118,18 @@ def test_dockerfile_runs_the_service_unprivileged_with_a_healthcheck():
     assert set(re.findall(r"\b(UNCONV_[A-Z_]+)=", text)) <= SETTINGS
     assert "IMAGENET1K_V1" in text and "ARG VARIANT=cuda" in text
     assert text.count("FROM ") >= 2  # multi-stage
+
+
+def test_kubernetes_manifests_follow_the_kubernetes_schemas():
+    """Each manifest against the real API schemas of the newest Kubernetes release the PyPI
+    package bundles (offline), strictly: no field that Kubernetes does not know."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.utils.latest_version()
+    for kind, manifest in _manifests().items():
+        if kind == "Kustomization":
+            continue  # a kustomize file, not an API object: it has no schema
+        kubernetes_validate.validate(manifest, version, strict=True)
+    bad = _manifests()["Deployment"] | {"spek": {}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, version, strict=True)
