@@ -56,15 +56,64 @@ def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0)
     Path(path).write_bytes(encode_png(grid(images.cpu(), 8, padding=1)))
 
 
-def summary_table(history: list[dict]) -> str:
-    """Epochs as rows, metrics as columns, in plain text."""
+# the table fits a 100-column terminal: short labels under a row that names their group
+_SHORT = {
+    "seconds": "s",
+    "reconstruction": "rec",
+    "regularisation": "reg",
+    "neg_elbo": "-elbo",
+    "cross_entropy": "xent",
+    "accuracy": "acc",
+}
+_CELL = 6  # characters of a cell at least: ``.4g`` numbers are mostly this wide
+
+
+def summary_table(history: list[dict], header: bool = True) -> str:
+    """
+    Epochs as rows, metrics as columns, in plain text at most 100 columns wide (12 metrics).
+
+    Parameters
+    ----------
+    history : one dict per epoch, the same keys in each (``epoch``, ``seconds``, ``train_*``,
+        ``test_*``, ``test_*_fitted``)
+    header : start with the two header rows (the column groups, then the metrics); without them
+        the rows line up under a header printed before
+    """
     names = list(history[0])
-    width = max(10, *(len(n) for n in names))
-    lines = ["  ".join(f"{n:>{width}}" for n in names)]
-    for row in history:
-        cells = [
-            f"{row[n]:>{width}.4g}" if isinstance(row[n], float) else f"{row[n]:>{width}}"
-            for n in names
-        ]
-        lines.append("  ".join(cells))
+    widths = [max(_CELL, len(_label(n))) for n in names]
+    lines = [_groups(names, widths), _row(map(_label, names), widths)] if header else []
+    for epoch in history:
+        lines.append(_row((_cell(epoch[n]) for n in names), widths))
     return "\n".join(lines)
+
+
+def _group(name: str) -> str:
+    if name.startswith("train_"):
+        return "train"
+    if name.startswith("test_"):
+        return "fitted prior" if name.endswith("_fitted") else "held-out"
+    return ""
+
+
+def _label(name: str) -> str:
+    short = name.removeprefix("train_").removeprefix("test_").removesuffix("_fitted")
+    return _SHORT.get(short, short)
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _row(cells, widths: list[int]) -> str:
+    return "  ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True))
+
+
+def _groups(names: list[str], widths: list[int]) -> str:
+    """The group names, each centred over its run of columns."""
+    spans: list[list] = []  # [group, width]
+    for name, width in zip(names, widths, strict=True):
+        if spans and spans[-1][0] == _group(name):
+            spans[-1][1] += 2 + width
+        else:
+            spans.append([_group(name), width])
+    return "  ".join(group.center(width) for group, width in spans).rstrip()

@@ -278,8 +278,7 @@ def train(options: TrainOptions) -> TrainResult:
         if world.rank == 0:
             _evaluate_and_save(run, epoch, losses, seconds)
             if options.progress:
-                table = summary_table(run.history[-1:])
-                tqdm.write(table if epoch == first else table.splitlines()[1])
+                tqdm.write(summary_table(run.history[-1:], header=epoch == first))
         world.barrier()
     if world.rank == 0 and run.history:
         _report(run)

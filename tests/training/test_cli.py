@@ -120,3 +120,15 @@ def test_the_command_lines_defaults_are_train_options_and_the_recipes(model, tmp
     for field in dataclasses.fields(TrainOptions):
         if field.name not in recipe_fields | {"name"}:
             assert getattr(given, field.name) == getattr(plain, field.name), field.name
+
+
+@pytest.mark.slow
+def test_a_training_runs_printed_lines_fit_100_columns(tmp_path, capsys):
+    # the VAE has the most metrics; two epochs print the header, a row, then the summary
+    argv = ["vae", "--out", str(tmp_path), "--epochs", "2", "--max-batches", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).replace("\r", "\n").splitlines()
+    assert any("-elbo" in line for line in lines)  # the table was printed
+    too_wide = [line for line in lines if len(line) > 100]
+    assert not too_wide
