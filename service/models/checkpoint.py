@@ -99,6 +99,11 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        # the mode open() would give: safetensors writes 0600, which another user (a
+        # container's uid, a service account) reading the checkpoint volume cannot open
+        umask = os.umask(0o022)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,8 @@
 """Checkpoints: safetensors + JSON round trips and clear errors for broken files."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -114,3 +116,17 @@ def test_bad_normalisation_is_rejected(saved):
     _edit_json(saved[0], lambda d: d.update(normalisation={"mean": [0.1], "std": [0.0]}))
     with pytest.raises(CheckpointError, match="positive std"):
         load_checkpoint(saved[0])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_mode_of_the_umask(tmp_path, umask):
+    # safetensors writes 0600 whatever the umask: a volume trained on the host as one user was
+    # unreadable by the container's uid 10001
+    config, assumption = CONFIGS[0]
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "ae", config.build(assumption), config, MNIST_NORMALISATION)
+    finally:
+        os.umask(previous)
+    for name in ("ae.json", "ae.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
