@@ -15,6 +15,10 @@ from .checkpoint import (
 from .cnn import CNNConfig, MnistCNN
 from .deconvnet import (
     DEFAULT_K,
+    DEFAULT_METHOD,
+    METHODS,
+    RELU_RULES,
+    ReluRule,
     UndoableAvgPool2d,
     UndoableConv2d,
     UndoableMaxPool2d,
@@ -23,6 +27,7 @@ from .deconvnet import (
     Visualisation,
     candidate_count,
     keep_top_k,
+    relu_rule,
 )
 from .device import exact_convolutions, resolve_device
 from .losses import (
@@ -48,6 +53,7 @@ from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_diverge
 
 __all__ = [
     "DEFAULT_K",
+    "DEFAULT_METHOD",
     "candidate_count",
     "ACTIVATIONS",
     "ASSUMPTIONS",
@@ -63,13 +69,16 @@ __all__ = [
     "ConvAEConfig",
     "ConvVAEConfig",
     "LabelPrior",
+    "METHODS",
     "MLPVAEConfig",
     "MnistCNN",
     "ModelConfig",
     "NetworkSpec",
     "Normalisation",
     "ReconstructionLoss",
+    "RELU_RULES",
     "RegularisedLoss",
+    "ReluRule",
     "UndoableAvgPool2d",
     "UndoableConv2d",
     "UndoableMaxPool2d",
@@ -87,6 +96,7 @@ __all__ = [
     "load_checkpoint",
     "load_torchvision_network",
     "read_checkpoint_json",
+    "relu_rule",
     "resolve_device",
     "sample_range",
     "save_checkpoint",

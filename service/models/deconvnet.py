@@ -3,9 +3,16 @@
 Every supported layer gets an ``Undoable*`` wrapper whose ``forward`` returns the layer's output
 together with the context needed to undo it, and whose ``undo`` maps a signal at the layer's
 output back to its input. Convolutions and pooling are undone by their exact transposes, ReLUs by
-a ReLU of the incoming signal. A projection is therefore identical to back-propagating the kept
-activations through the forward pass with every ReLU's backward pass replaced by a ReLU: the
-"deconvnet" rule of Zeiler & Fergus (2014). Conv biases play no part in it.
+a rule (``RELU_RULES``). A projection is therefore identical to back-propagating the kept
+activations through the forward pass with every ReLU's backward pass replaced by that rule:
+
+- ``deconvnet`` (Zeiler & Fergus, 2014): a ReLU of the signal coming back, ``relu(g)``;
+- ``saliency`` (Simonyan et al., 2014): the true gradient, ``g * (x > 0)`` for the ReLU's
+  forward input ``x``; the signed gradient, not its magnitude (docs/methods.md);
+- ``guided_backprop`` (Springenberg et al., 2015): both, ``relu(g) * (x > 0)``.
+
+The three share the switches of max-pooling and the transposed convolutions. Conv biases play no
+part in any of them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,39 @@ from torch.nn.modules.utils import _pair
 UNPOOL_MODES = ("sum", "overwrite")
 
 
+@dataclass(frozen=True)
+class ReluRule:
+    """How a ReLU's backward pass treats the signal ``g`` coming down from above.
+
+    Attributes
+    ----------
+    rectify : bool
+        Pass ``relu(g)``: only positive signal goes down.
+    mask : bool
+        Pass ``g`` only where the ReLU's forward input was positive (the true gradient's mask).
+    """
+
+    rectify: bool
+    mask: bool
+
+
+RELU_RULES: dict[str, ReluRule] = {
+    "deconvnet": ReluRule(rectify=True, mask=False),
+    "guided_backprop": ReluRule(rectify=True, mask=True),
+    "saliency": ReluRule(rectify=False, mask=True),
+}
+METHODS = tuple(RELU_RULES)
+DEFAULT_METHOD = "deconvnet"
+
+
+def relu_rule(method: str) -> ReluRule:
+    """The ReLU rule of ``method``, one of ``METHODS``."""
+    rule = RELU_RULES.get(method)
+    if rule is None:
+        raise ValueError(f"expected method in {METHODS} but received {method!r}")
+    return rule
+
+
 class UndoableReLU(nn.Module):
     """Wrapper around a ReLU (also ``inplace=True``) that adds 'undo' functionality."""
 
@@ -27,14 +67,24 @@ class UndoableReLU(nn.Module):
         super().__init__()
         self.original = module
 
-    def forward(self, s: torch.Tensor):
+    def forward(self, s: torch.Tensor, keep_mask: bool = False):
+        """The ReLU of ``s``, and as context where ``s`` was positive (a bool tensor) when
+        ``keep_mask``, else None: the deconvnet never needs it, and it costs a byte a value."""
         # never in place: the caller may still need the pre-activation
-        return torch.relu(s), None
+        return torch.relu(s), (s > 0 if keep_mask else None)
 
     @torch.no_grad()
-    def undo(self, a: torch.Tensor, context) -> torch.Tensor:
-        """Undo the ReLU by rectifying the signal coming down from above."""
-        return torch.relu(a)
+    def undo(self, a: torch.Tensor, context, rule: ReluRule = RELU_RULES["deconvnet"]):
+        """Undo the ReLU by ``rule``: rectify the signal ``a`` coming down from above, mask it
+        by the forward input's sign (``context``, from ``forward(..., keep_mask=True)``), or
+        both."""
+        if rule.rectify:
+            a = torch.relu(a)
+        if rule.mask:
+            if context is None:
+                raise ValueError("this rule needs the forward pass's mask: keep_mask=True")
+            a = a * context
+        return a
 
 
 class UndoableMaxPool2d(nn.Module):
@@ -311,10 +361,12 @@ class UndoableSequential(nn.Module):
     def __len__(self) -> int:
         return len(self.wrapped)
 
-    def forward(self, x: torch.Tensor, until: int | None = None):
+    def forward(self, x: torch.Tensor, until: int | None = None, keep_masks: bool = False):
+        """The output of the first ``until`` layers, and every layer's context for its undo
+        (with each ReLU's input mask when ``keep_masks``)."""
         context = []
         for module in self.wrapped[:until]:
-            x, ctx = module(x)
+            x, ctx = module(x, keep_masks) if isinstance(module, UndoableReLU) else module(x)
             context.append(ctx)
         return x, context
 
@@ -324,7 +376,12 @@ class UndoableSequential(nn.Module):
 
     @torch.no_grad()
     def visualise(
-        self, x: torch.Tensor, layer: int, k: int = DEFAULT_K, channel: int | None = None
+        self,
+        x: torch.Tensor,
+        layer: int,
+        k: int = DEFAULT_K,
+        channel: int | None = None,
+        method: str = DEFAULT_METHOD,
     ) -> Visualisation:
         """
         Project the top-k activations of ``layer`` back to the input space.
@@ -340,6 +397,9 @@ class UndoableSequential(nn.Module):
         channel : int, optional
             Keep the top-k activations of this one feature map only (the paper's mode);
             by default, the top-k over all feature maps.
+        method : {"deconvnet", "guided_backprop", "saliency"}, optional
+            How every ReLU on the way down treats the signal (``RELU_RULES``); the kept
+            activations and every other layer's undo are the same for all three.
 
         Returns
         -------
@@ -348,7 +408,8 @@ class UndoableSequential(nn.Module):
         """
         if not 1 <= layer <= len(self.wrapped):
             raise ValueError(f"no layer '{layer}' in a {len(self.wrapped)}-layer network")
-        activations, context = self.forward(x, until=layer)  # (N, C, h, w)
+        rule = relu_rule(method)
+        activations, context = self.forward(x, until=layer, keep_masks=rule.mask)  # (N, C, h, w)
         _n, c, h, w = activations.shape
         candidates = candidate_count((c, h, w), channel)
         if not 1 <= k <= candidates:
@@ -356,7 +417,10 @@ class UndoableSequential(nn.Module):
         vals, indices = _top_k(activations, k, channel)
         signal = _scatter_kept(activations, indices, vals)
         for module, ctx in zip(reversed(self.wrapped[:layer]), reversed(context), strict=False):
-            signal = module.undo(signal, ctx)
+            if isinstance(module, UndoableReLU):
+                signal = module.undo(signal, ctx, rule)
+            else:
+                signal = module.undo(signal, ctx)
         return Visualisation(
             projection=signal,
             channel=indices // (h * w),

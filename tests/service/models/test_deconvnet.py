@@ -1,13 +1,22 @@
 """The deconvnet visualiser: the assignment's cells (exercises 1-2) and an autograd reference."""
 
+import copy
+import itertools
+import warnings
+from functools import partial
+
 import pytest
 import torch
+from captum.attr import Deconvolution, GuidedBackprop, Saliency
 from torch import nn
 from torch.nn import functional as F
 from torchvision import models
 
 from service.models import (
+    DEFAULT_METHOD,
+    METHODS,
     TORCHVISION_NETWORKS,
+    MnistCNN,
     UndoableConv2d,
     UndoableMaxPool2d,
     UndoableSequential,
@@ -277,3 +286,119 @@ def test_channels_last_inputs_give_the_same_projection(alexnet_features):
     assert_same_projection(channels_last.projection, expected)
     kept = keep_top_k(alexnet_features[:1](x).to(memory_format=torch.channels_last), k=3)
     assert torch.count_nonzero(kept) == 6
+
+
+# -- the three methods: each equal to Captum's at every layer ------------------------------------
+
+CAPTUM_METHODS = {
+    "deconvnet": lambda model: Deconvolution(model).attribute,
+    "guided_backprop": lambda model: GuidedBackprop(model).attribute,
+    # Simonyan et al. take the magnitude; the service answers the signed gradient
+    "saliency": lambda model: partial(Saliency(model).attribute, abs=False),
+}
+
+
+class _KeptActivations(nn.Module):
+    """(N, ...) -> (N,): the layer's output weighted by the kept activations, so that its
+    gradient with respect to the layer's output is the kept activations' values."""
+
+    def __init__(self, features: nn.Sequential, kept: torch.Tensor):
+        super().__init__()
+        self.features, self.kept = features, kept
+
+    def forward(self, x):
+        return (self.features(x) * self.kept).flatten(1).sum(1)
+
+
+def captum_projection(features: nn.Sequential, x, layer, k, method, channel=None):
+    """Captum's attribution of the top-k activations of ``layer`` (1-based) to ``x``."""
+    # Captum's ReLU hooks cannot see through an in-place ReLU; the function is the same
+    stack = copy.deepcopy(features[:layer])
+    for module in stack:
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    with torch.no_grad():
+        acts = stack(x)
+    scores = acts.clone()
+    if channel is not None:
+        scores = torch.full_like(acts, -torch.inf)
+        scores[:, channel] = acts[:, channel]
+    _, idx = scores.flatten(1).topk(k, dim=1)
+    kept = torch.zeros_like(acts).flatten(1).scatter(1, idx, acts.flatten(1).gather(1, idx))
+    attribute = CAPTUM_METHODS[method](_KeptActivations(stack, kept.view_as(acts)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Setting backward hooks on ReLU", UserWarning)
+        return attribute(x.clone().requires_grad_())
+
+
+def test_every_method_has_a_captum_judge():
+    assert set(METHODS) == set(CAPTUM_METHODS)
+    assert METHODS[0] == DEFAULT_METHOD == "deconvnet"
+
+
+@pytest.mark.parametrize("method", list(CAPTUM_METHODS))
+def test_alexnet_methods_equal_captum_at_every_layer(method, alexnet_features):
+    torch.manual_seed(11)
+    x = torch.randn(2, 3, 128, 128)  # every layer still has a 3x3 map or more
+    seq = UndoableSequential(alexnet_features)
+    for layer in range(1, len(alexnet_features) + 1):
+        vis = seq.visualise(x, layer, k=9, method=method)
+        expected = captum_projection(alexnet_features, x, layer, 9, method)
+        assert expected.abs().max() > 0, layer
+        assert_same_projection(vis.projection, expected)
+
+
+@pytest.mark.parametrize("method", list(CAPTUM_METHODS))
+def test_vgg11_methods_equal_captum_at_every_layer(method):
+    torch.manual_seed(12)
+    features = models.vgg11().features.eval()
+    x = torch.randn(2, 3, 32, 32)  # the last pool's map is 1x1
+    seq = UndoableSequential(features)
+    for layer in range(1, len(features) + 1):
+        vis = seq.visualise(x, layer, k=5, method=method)
+        assert_same_projection(vis.projection, captum_projection(features, x, layer, 5, method))
+
+
+@pytest.mark.parametrize("method", list(CAPTUM_METHODS))
+def test_cnn_methods_equal_captum_at_every_layer_and_channel(method):
+    torch.manual_seed(13)
+    features = MnistCNN().features.eval()
+    x = torch.randn(3, 1, 28, 28)
+    seq = UndoableSequential(features)
+    for layer in range(1, len(features) + 1):
+        for channel in (None, 5):
+            vis = seq.visualise(x, layer, k=4, channel=channel, method=method)
+            expected = captum_projection(features, x, layer, 4, method, channel=channel)
+            assert_same_projection(vis.projection, expected)
+
+
+def test_the_methods_differ_only_where_their_relu_rules_do(alexnet_features):
+    torch.manual_seed(14)
+    x = torch.randn(1, 3, 224, 224)
+    seq = UndoableSequential(alexnet_features)
+    projections = {m: seq.visualise(x, 6, k=9, method=m).projection for m in METHODS}
+    # below the first ReLU (layer 1 is a conv) there is no rule to differ by
+    at_first = {m: seq.visualise(x, 1, k=9, method=m).projection for m in METHODS}
+    assert all(torch.equal(p, at_first["deconvnet"]) for p in at_first.values())
+    for a, b in itertools.combinations(METHODS, 2):
+        assert not torch.allclose(projections[a], projections[b]), (a, b)
+    # Captum's own saliency (the magnitude) is the magnitude of the signed gradient
+    kept = captum_projection(alexnet_features, x, 6, 9, "saliency")
+    saliency = Saliency(lambda inp: _magnitude_target(alexnet_features, x, inp))
+    magnitude = saliency.attribute(x.clone().requires_grad_())
+    assert_same_projection(magnitude, kept.abs())
+
+
+def _magnitude_target(features, x, inp):
+    stack = features[:6]
+    with torch.no_grad():
+        acts = stack(x)
+    _, idx = acts.flatten(1).topk(9, dim=1)
+    kept = torch.zeros_like(acts).flatten(1).scatter(1, idx, acts.flatten(1).gather(1, idx))
+    return (stack(inp) * kept.view_as(acts)).flatten(1).sum(1)
+
+
+def test_an_unknown_method_is_named():
+    seq = UndoableSequential(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+    with pytest.raises(ValueError, match=r"expected method in \('deconvnet', "):
+        seq.visualise(torch.randn(1, 1, 8, 8), 2, k=1, method="lrp")
