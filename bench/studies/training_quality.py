@@ -6,16 +6,20 @@ Trains, on the same ``mnist-5k`` split:
   sample per image, nats per image);
 - our defaults as a user trains them (``python -m training defaults``, timed): the ``vae``'s
   negative ELBO, the ``ae``'s held-out MSE in [0, 1] pixel space, the ``cnn``'s accuracy;
-- how recognisable the default VAE's samples are, by an independent judge (bench/judge.py),
-  with real held-out digits as the reference (bench/generation.py).
+- how recognisable the default VAE's samples are, by an independent judge (bench/studies/judge.py),
+  with real held-out digits as the reference (bench/studies/generation.py).
 
-Usage: ``python -m bench.training_quality [--epochs 10] [--out docs/training.md]``;
+Writes ``docs/training.json`` (the figures) and ``docs/training.md`` (the report rendered from
+them) side by side; other docs cite the JSON (tests/test_docs.py).
+
+Usage: ``python -m bench.studies.training_quality [--epochs 10] [--out docs/training.md]``;
 ``--vae CHECKPOINT`` judges that checkpoint instead and rewrites only the generation section.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -39,6 +43,8 @@ GENERATION = "## Generation"
 SAMPLES_PNG = Path("docs/images/vae-samples-by-prior.png")
 
 GOALS = {"vae": "<= 110 nats", "ae": "<= 0.0020", "cnn": ">= 97.5%"}
+# the rows of bench.studies.generation.generation_rows, in order, as docs/training.json names them
+GENERATION_ROLES = ("real", "standard_normal", "fitted_prior", "with_label")
 
 
 def reference_vae(epochs: int, seed: int = 1806) -> tuple[float, float]:
@@ -86,8 +92,9 @@ def defaults(out: Path) -> tuple[dict[str, dict], float]:
     return results, wall
 
 
-def generation_section(checkpoint_path: Path) -> str:
-    """The judge's verdicts on a VAE checkpoint, as the Markdown section of docs/training.md."""
+def generation_section(checkpoint_path: Path) -> tuple[str, dict]:
+    """The judge's verdicts on a VAE checkpoint: the Markdown section of docs/training.md, and
+    the verdicts by role (``GENERATION_ROLES``) for docs/training.json."""
     checkpoint = load_checkpoint(checkpoint_path)
     rows = generation_rows(checkpoint, load_or_train_judge())
     SAMPLES_PNG.parent.mkdir(parents=True, exist_ok=True)
@@ -101,15 +108,17 @@ def generation_section(checkpoint_path: Path) -> str:
         if "neg_elbo_fitted" in metrics
         else ""
     )
-    return (
+    section = (
         f"{GENERATION}\n\n"
-        "Judge: a classifier of its own architecture, seed and recipe (bench/judge.py), trained "
-        "on the 4,000 training digits only. Classifier score: exp(E[KL(p(y|x) || p(y))]), 10 at "
+        "Judge: a classifier of its own architecture, seed and recipe (bench/studies/judge.py), "
+        "trained on the 4,000 training digits only. Classifier score: "
+        "exp(E[KL(p(y|x) || p(y))]), 10 at "
         "best. Samples: 2,000 from the prior (seed 0); with `label`: 200 per digit. Goals: "
         "score >= 8.5, >= 80% judged with p > 0.9, >= 95% agreement for every digit.\n\n"
         f"{generation_table(rows)}\n\n{agreement_line(rows)}{bound}\n\n"
         f"![samples]({SAMPLES_PNG.relative_to('docs')})\n"
     )
+    return section, {role: v for role, (_, v) in zip(GENERATION_ROLES, rows, strict=False)}
 
 
 def _with_section(text: str, section: str) -> str:
@@ -131,63 +140,93 @@ def _hand_written(path: Path) -> str:
 
 def _judge_one(vae: Path, out: Path) -> None:
     """Rewrite only the generation section of ``out`` for the checkpoint ``vae``."""
-    section = generation_section(vae)
+    section, verdicts = generation_section(vae)
     print(section)
     text = out.read_text() if out.is_file() else "# Training quality\n"
     out.write_text(_with_section(text, section))
+    figures = out.with_suffix(".json")
+    results = json.loads(figures.read_text()) if figures.is_file() else {}
+    figures.write_text(json.dumps(results | {"generation": verdicts}, indent=2) + "\n")
 
 
-def _cells(result: dict, model: str) -> tuple[int, float, str]:
-    return result["epoch"], result["seconds"], GOALS[model]
-
-
-def _train_and_measure(epochs: int) -> tuple[list[tuple], str, float, float]:
-    """Train the reference VAE and our defaults; their table rows, the generation section, the
-    reference's ELBO and the wall time of ``python -m training defaults``."""
+def _train_and_measure(epochs: int) -> tuple[dict, str]:
+    """Train the reference VAE and our defaults; the figures (as docs/training.json holds them)
+    and the generation section."""
     ref_elbo, ref_seconds = reference_vae(epochs)
     with tempfile.TemporaryDirectory() as tmp:
         ours, wall = defaults(Path(tmp))
-        generation = generation_section(Path(tmp) / "vae")
+        generation, verdicts = generation_section(Path(tmp) / "vae")
     vae, ae, cnn = ours["vae"], ours["ae"], ours["cnn"]
-    reference = "pytorch/examples VAE (MLP 784-400-20)"
-    rows = [
-        (reference, "neg. ELBO", f"{ref_elbo:.1f} nats", epochs, ref_seconds, "reference"),
-        ("our default `vae`", "neg. ELBO", f"{vae['test_neg_elbo']:.1f} nats", *_cells(vae, "vae")),
-        ("our default `ae`", "MSE [0,1]", f"{ae['test_mse']:.5f}", *_cells(ae, "ae")),
-        (
-            "our default `cnn`",
-            "accuracy",
-            f"{100 * cnn['test_accuracy']:.2f}%",
-            *_cells(cnn, "cnn"),
-        ),
-    ]
-    return rows, generation, ref_elbo, wall
-
-
-def _write_report(out: Path, rows: list[tuple], generation: str, wall: float) -> None:
-    table = [
-        "| model | held-out metric | value | epochs | train seconds | goal |",
-        "|---|---|---|---|---|---|",
-    ]
-    table += [f"| {m} | {k} | {v} | {e} | {s:.0f} | {g} |" for m, k, v, e, s, g in rows]
-    text = "\n".join(table) + (
-        f"\n\n`python -m training defaults` (ae, vae and cnn, with evaluation after every "
-        f"epoch, checkpoints and pictures) took **{wall:.0f} s** of wall time; goal: <= 180 s."
-    )
-    print(text)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    results = {
+        "command": "python -m bench.studies.training_quality",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "reference_vae": {"neg_elbo": ref_elbo, "epochs": epochs, "seconds": ref_seconds},
+        "vae": {
+            "neg_elbo": vae["test_neg_elbo"],
+            "neg_elbo_fitted": vae.get("test_neg_elbo_fitted"),
+            "epochs": vae["epoch"],
+            "seconds": vae["seconds"],
+        },
+        "ae": {"mse": ae["test_mse"], "epochs": ae["epoch"], "seconds": ae["seconds"]},
+        "cnn": {
+            "accuracy": cnn["test_accuracy"],
+            "epochs": cnn["epoch"],
+            "seconds": cnn["seconds"],
+        },
+        "defaults_wall_seconds": wall,
+        "generation": verdicts,
+    }
+    return results, generation
+
+
+def results_table(results: dict) -> str:
+    """The first table of docs/training.md and the wall-time line, from docs/training.json."""
+    ref, vae, ae, cnn = (results[k] for k in ("reference_vae", "vae", "ae", "cnn"))
+    rows = [
+        (
+            "pytorch/examples VAE (MLP 784-400-20)",
+            "neg. ELBO",
+            f"{ref['neg_elbo']:.1f} nats",
+            ref,
+            "reference",
+        ),
+        ("our default `vae`", "neg. ELBO", f"{vae['neg_elbo']:.1f} nats", vae, GOALS["vae"]),
+        ("our default `ae`", "MSE [0,1]", f"{ae['mse']:.5f}", ae, GOALS["ae"]),
+        ("our default `cnn`", "accuracy", f"{100 * cnn['accuracy']:.2f}%", cnn, GOALS["cnn"]),
+    ]
+    table = [
+        "| model | held-out metric | value | epochs | train seconds | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {m} | {k} | {v} | {r['epochs']} | {r['seconds']:.0f} | {g} |" for m, k, v, r, g in rows
+    ]
+    return "\n".join(table) + (
+        f"\n\n`python -m training defaults` (ae, vae and cnn, with evaluation after every "
+        f"epoch, checkpoints and pictures) took **{results['defaults_wall_seconds']:.0f} s** of "
+        "wall time; goal: <= 180 s."
+    )
+
+
+def _write_report(out: Path, results: dict, generation: str) -> None:
+    text = results_table(results)
+    print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     out.write_text(
         "# Training quality\n\n"
-        "Held-out split of `mnist-5k`: the last 100 rows of every digit (1,000 images); training "
-        "on the first 400 of every digit (4,000 images). Negative ELBO: reconstruction summed "
-        "over pixels plus KL, one latent sample per image, nats per image. Train seconds count "
-        "training epochs only, not evaluation.\n\n"
-        f"Machine: {machine}. Command: `python -m bench.training_quality`, run on "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{text}\n\n{generation}{_hand_written(out)}"
+        f"The figures are in [{out.stem}.json]({out.stem}.json); this report is rendered from "
+        "them. Held-out split of `mnist-5k`: the last 100 rows of every digit (1,000 images); "
+        "training on the first 400 of every digit (4,000 images). Negative ELBO: reconstruction "
+        "summed over pixels plus KL, one latent sample per image, nats per image. Train seconds "
+        "count training epochs only, not evaluation.\n\n"
+        f"Machine: {results['machine']}. Command: `{results['command']}`, run on "
+        f"{results['date']}.\n\n{text}\n\n{generation}{_hand_written(out)}"
     )
 
 
@@ -202,9 +241,9 @@ def main() -> None:
     if args.vae is not None:
         _judge_one(args.vae, args.out)
         return
-    rows, generation, ref_elbo, wall = _train_and_measure(args.epochs)
-    _write_report(args.out, rows, generation, wall)
-    if not math.isfinite(ref_elbo):
+    results, generation = _train_and_measure(args.epochs)
+    _write_report(args.out, results, generation)
+    if not math.isfinite(results["reference_vae"]["neg_elbo"]):
         raise SystemExit("reference VAE diverged")
 
 
