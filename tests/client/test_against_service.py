@@ -1,5 +1,6 @@
-"""The Python client and its CLI against the real service."""
+"""The client and its CLI against the real service, and the deprecated ``service.client``."""
 
+import importlib
 import signal
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from unconv_client import AsyncUnconvClient, UnconvClient, UnconvError
 
-from service.client import AsyncUnconvClient, UnconvClient, UnconvError
 from tests.helpers import png_bytes
 from tests.servers import ROOT, running_service
 
@@ -79,7 +80,7 @@ def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_p
     log = tmp_path / "server.log"
     with running_service(checkpoint_dir, log, UNCONV_MAX_DELAY_MS="1000") as (server, url):
         out = tmp_path / "grid.png"
-        cli = [sys.executable, "-m", "service.client", "--url", url]
+        cli = [sys.executable, "-m", "unconv_client", "--url", url]
         done = subprocess.run(
             [*cli, "generate", "--n", "16", "-o", str(out)],
             cwd=ROOT,
@@ -122,3 +123,10 @@ def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_p
             assert server.wait(30) in (0, -signal.SIGTERM)
             with pytest.raises(httpx.TransportError):
                 http.get("/healthz")
+
+
+def test_service_client_is_a_deprecated_re_export(monkeypatch):
+    monkeypatch.delitem(sys.modules, "service.client", raising=False)
+    with pytest.warns(DeprecationWarning, match="import unconv_client"):
+        old = importlib.import_module("service.client")
+    assert (old.UnconvClient, old.UnconvError) == (UnconvClient, UnconvError)
