@@ -77,6 +77,13 @@ def test_the_readme_quotes_no_measured_figure_without_its_source():
     assert bare == [], "cite these from their JSON with a figure marker, or link the report"
 
 
+def test_where_the_time_goes_now_quotes_no_measured_figure_without_its_source():
+    text = (ROOT / "docs" / "performance.md").read_text()
+    now = text.split("\n## ")[1]  # the first section; the dated log follows it
+    assert now.startswith("Where the time goes now")
+    assert BARE_FIGURE.findall(_prose(now)) == []
+
+
 def test_the_reports_are_rendered_from_their_json(tmp_path):
     from bench.serving.report import write_report
     from bench.studies.training_quality import results_table
