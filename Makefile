@@ -78,7 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 stress: $(STAMP)
-	$(BIN)/python -m bench.stress
+	$(BIN)/python -m bench.serving.stress
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"

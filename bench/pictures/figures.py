@@ -1,6 +1,6 @@
 """The README's pictures, made by a running service through the client.
 
-Usage: ``python -m bench.figures --url http://127.0.0.1:8000 [--out docs/images]``
+Usage: ``python -m bench.pictures.figures --url http://127.0.0.1:8000 [--out docs/images]``
 """
 
 from __future__ import annotations

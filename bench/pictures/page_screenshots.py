@@ -1,6 +1,6 @@
 """Screenshots of the web page for the README, taken in Debian's Chromium from a running service.
 
-Usage: ``python -m bench.page_screenshots --url http://127.0.0.1:8000 [--out docs/images]``
+Usage: ``python -m bench.pictures.page_screenshots --url http://127.0.0.1:8000 [--out docs/images]``
 (needs ``apt-get install chromium`` and Playwright from the dev extra; the service should serve
 trained checkpoints: ``python -m training defaults``).
 """

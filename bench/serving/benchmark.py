@@ -121,7 +121,13 @@ def memory_growth(url: str, pid: int, request: Prepared, plan: Plan, rate: float
 def litserve_scenarios(env: dict, requests: dict, seconds: float) -> dict:
     print("LitServe", flush=True)
     port = free_port()
-    command = [sys.executable, "-m", "bench.peer_litserve", str(port), env["UNCONV_CHECKPOINT_DIR"]]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.serving.peer_litserve",
+        str(port),
+        env["UNCONV_CHECKPOINT_DIR"],
+    ]
     process = subprocess.Popen(
         command,
         env={**os.environ, **env},
@@ -152,7 +158,7 @@ def cold_start(env: dict) -> float:
 
 def measure_ceiling(plan: Plan) -> dict:
     print("ceiling (plain PyTorch + Pillow, best batch size and split)", flush=True)
-    command = [sys.executable, "-m", "bench.ceiling", str(plan.ceiling_s)]
+    command = [sys.executable, "-m", "bench.serving.ceiling", str(plan.ceiling_s)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     results = json.loads(done.stdout)
     print(f"  {json.dumps(results)[:400]}...", flush=True)

@@ -245,10 +245,10 @@ def measure(png: bytes, photo: bytes, min_time: float) -> dict:
 
 
 if __name__ == "__main__":
-    # ``python -m bench.ceiling SECONDS`` prints the ceiling as JSON. A fresh process whose own
-    # tensor ops stay on one thread: a child forked from a process that has started an OpenMP
-    # team waits forever on that team's threads, which the fork did not copy.
-    from bench.scenarios import photo_jpeg
+    # ``python -m bench.serving.ceiling SECONDS`` prints the ceiling as JSON. A fresh process
+    # whose own tensor ops stay on one thread: a child forked from a process that has started
+    # an OpenMP team waits forever on that team's threads, which the fork did not copy.
+    from bench.serving.scenarios import photo_jpeg
     from service.runtime import keep_freed_memory
     from tests.helpers import png_bytes
 

@@ -2,7 +2,7 @@
 
 ``/visualise`` on AlexNet layer 5 at concurrency 64 with batching on and off (the goal is 5x:
 on a GPU one forward pass of 64 images costs little more than one of a single image), and the
-CUDA tests (``pytest -m gpu``). ``python -m bench.gpu`` runs this section alone.
+CUDA tests (``pytest -m gpu``). ``python -m bench.serving.gpu`` runs this section alone.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def gpu_section(env: dict, requests: dict, seconds: float) -> dict:
 
 
 def main() -> None:
-    """``python -m bench.gpu``: the GPU section alone, for a CUDA machine that has no time or
-    tools for the whole of ``make bench``; writes docs/benchmarks-gpu.md and .json."""
+    """``python -m bench.serving.gpu``: the GPU section alone, for a CUDA machine that has no time
+    or tools for the whole of ``make bench``; writes docs/benchmarks-gpu.md and .json."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--seconds", type=float, default=10, help="length of each load")
     parser.add_argument("--out", type=Path, default=Path("docs"))
@@ -84,7 +84,7 @@ def main() -> None:
         env = prepare_models(Path(tmp))
         results = {
             "machine": machine(),
-            "command": "python -m bench.gpu",
+            "command": "python -m bench.serving.gpu",
             "generator": "wrk" if wrk.available() else "httpx",
             "gpu": gpu_section(env, requests_to_send(), args.seconds),
         }

@@ -3,8 +3,9 @@
 On a shared node another process often holds a core; a forward pass split over two OpenMP
 threads then waits for the one that was preempted. A CPU-bound process pinned to the last core
 (``taskset``) stands in for that neighbour. The service and the naive FastAPI peer
-(``bench/peer_naive.py``) run side by side and the loads alternate between them in rounds, so
-that drift in the machine's speed hits both alike; each figure is the median over the rounds.
+(``bench/serving/peer_naive.py``) run side by side and the loads alternate between them in
+rounds, so that drift in the machine's speed hits both alike; each figure is the median over
+the rounds.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def busy_core():
 def naive_peer(env: dict[str, str]):
     """The naive peer on a free port; yields (url, process)."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.peer_naive", str(port), env["UNCONV_CHECKPOINT_DIR"]]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.serving.peer_naive",
+        str(port),
+        env["UNCONV_CHECKPOINT_DIR"],
+    ]
     process = subprocess.Popen(
         command,
         cwd=ROOT,

@@ -3,7 +3,7 @@
 (``{"image": ...}``): LitServe passes requests to its worker processes through a queue, which
 cannot carry multipart uploads.
 
-Run as a script: ``python -m bench.peer_litserve PORT CHECKPOINT_DIR``.
+Run as a script: ``python -m bench.serving.peer_litserve PORT CHECKPOINT_DIR``.
 """
 
 from __future__ import annotations

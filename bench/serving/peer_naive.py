@@ -3,8 +3,9 @@ endpoint does one forward pass per request on one torch thread (FastAPI runs syn
 thread pool); no batching, no codec threads, FastAPI's own form parsing. The image code is the
 service's, so that the two differ only in how they serve.
 
-Run as a script: ``python -m bench.peer_naive PORT CHECKPOINT_DIR`` (with ``TORCH_HOME`` where
-``bench.server.prepare_models`` put AlexNet's weights).
+Run as a script: ``python -m bench.serving.peer_naive PORT CHECKPOINT_DIR`` (with ``TORCH_HOME``
+where
+``bench.serving.server.prepare_models`` put AlexNet's weights).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""``python -m bench.probe LOAD CONCURRENCY [NAME=VALUE ...]``: one load against a fresh service,
-with the CPU each server thread spends per request, for finding where the time goes.
+"""``python -m bench.serving.probe LOAD CONCURRENCY [NAME=VALUE ...]``: one load against a fresh
+service, with the CPU its processes spend per request by role (supervisor, the workers' event
+loops, their other threads), for finding where the time goes.
 
 LOAD is a request of the benchmark (reconstruct_1, reconstruct_64, generate_64, visualise_5,
 visualise_cnn; sent with wrk when installed);
@@ -8,29 +9,29 @@ NAME=VALUE pairs are environment variables for the service, e.g. UNCONV_CONCURRE
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+from devkit.proc import child_processes, threads_cpu_seconds
+
 from .scenarios import load, requests_to_send
 from .server import prepare_models, service
 
-MODELS = {"reconstruct_1": "ae", "reconstruct_64": "ae", "generate_64": "vae"}
-
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of ``pid`` by thread id; the main thread is the event loop."""
-    tick = os.sysconf("SC_CLK_TCK")
-    threads = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue  # the thread ended
-        name = "event loop" if task.name == str(pid) else f"thread {task.name}"
-        threads[name] = (int(fields[11]) + int(fields[12])) / tick
-    return threads
+    """CPU seconds of the service ``pid`` by role: its supervisor, and summed over its worker
+    processes (``python -m service`` forks them) their event loops (each worker's main thread)
+    and their other threads (inference, codecs, torch's)."""
+    roles = {"supervisor": 0.0, "event loops": 0.0, "other threads": 0.0}
+    for worker in [pid, *child_processes(pid)]:
+        for thread, seconds in threads_cpu_seconds(worker).items():
+            if worker == pid:
+                role = "supervisor"
+            else:
+                role = "event loops" if thread == worker else "other threads"
+            roles[role] += seconds
+    return roles
 
 
 def main(argv: list[str]) -> None:
@@ -44,10 +45,10 @@ def main(argv: list[str]) -> None:
         after = thread_cpu_seconds(process.pid)
     print(row)
     spent = {t: cpu - before.get(t, 0.0) for t, cpu in after.items()}
-    print("CPU ms per request, by thread:")
-    for thread, cpu in sorted(spent.items(), key=lambda item: -item[1]):
+    print("CPU ms per request, by role:")
+    for role, cpu in spent.items():
         if cpu > 0:
-            print(f"  {thread}: {cpu / max(row['requests'], 1) * 1000:.3f}")
+            print(f"  {role}: {cpu / max(row['requests'], 1) * 1000:.3f}")
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ def _header(r: dict) -> list[str]:
         "per core, max batch 64, no batching delay) on loopback; after each load the bench "
         "waits until the server has finished what the load left in flight, so that no load "
         "runs beside the last one's leftovers. The main loads are driven by "
-        f"**{r['generator']}** (`bench/wrk.py`, a Lua script sending a prebuilt multipart "
-        "body, one thread); the Python generator (`bench/load.py`, async httpx) is a "
+        f"**{r['generator']}** (`bench/serving/wrk.py`, a Lua script sending a prebuilt multipart "
+        "body, one thread); the Python generator (`bench/serving/load.py`, async httpx) is a "
         "cross-check. Both are closed loops of `concurrency` connections and share the "
         "machine's cores with the server. Models have the default architectures with random "
         "weights. `server_cpu_ms` and `client_cpu_ms` are CPU time per request of the server "
@@ -139,9 +139,9 @@ def _ceiling(r: dict) -> list[str]:
         "",
         "## Ceiling: the same work in plain PyTorch + Pillow, no HTTP",
         "",
-        "`bench/ceiling.py` times each work at several batch sizes and splits of the cores: "
-        "one pipeline whose forward pass uses every core and whose decoding and encoding run "
-        "on as many threads as cores, or one single-threaded pipeline per core running side by "
+        "`bench/serving/ceiling.py` times each work at several batch sizes and splits of the "
+        "cores: one pipeline whose forward pass uses every core and whose decoding and encoding "
+        "run on as many threads as cores, or one single-threaded pipeline per core running side by "
         "side, each a process of its own as each of the service's workers is (`2x(...)` below: two "
         "pipelines). The best is the ceiling "
         "(`docs/benchmarks.json` has every configuration measured).",
@@ -181,7 +181,7 @@ def _latency(r: dict) -> list[str]:
         "## Low load with one core busy: the service and a naive peer",
         "",
         f"A CPU-bound process pinned to core {lat['busy_core']} (`taskset`) stands in for a "
-        "neighbour. The naive peer (`bench/peer_naive.py`) is a FastAPI app with one sync "
+        "neighbour. The naive peer (`bench/serving/peer_naive.py`) is a FastAPI app with one sync "
         "route per endpoint, one forward pass per request on one torch thread. Both run side "
         "by side and the loads alternate between them; each figure is the median over the "
         "rounds, `requests` their sum.",
@@ -207,8 +207,8 @@ def _gpu(r: dict) -> list[str]:
         return [
             *lines,
             f"Skipped: {g['skipped']}. `make bench` runs it where CUDA is present; "
-            "`python -m bench.gpu` runs it alone, and docs/benchmarks-gpu.md holds the last "
-            "such run.",
+            "`python -m bench.serving.gpu` runs it alone, and docs/benchmarks-gpu.md holds the "
+            "last such run.",
         ]
     rows = [{"batching": mode, **row} for mode, row in g["visualise_5_c64"].items()]
     alone = g["model_alone_images_per_s"]
@@ -243,7 +243,7 @@ def write_report(r: dict, path: Path) -> None:
 
 
 def write_gpu_report(r: dict, path: Path) -> None:
-    """docs/benchmarks-gpu.md: the GPU section run alone (``python -m bench.gpu``)."""
+    """docs/benchmarks-gpu.md: the GPU section run alone (``python -m bench.serving.gpu``)."""
     m = r["machine"]
     lines = [
         "# Serving benchmarks on a GPU",

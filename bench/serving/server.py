@@ -21,7 +21,7 @@ from torchvision import models
 from service.models import MNIST_NORMALISATION, TORCHVISION_NETWORKS, save_checkpoint
 from training.recipes import DEFAULT_MODELS, RECIPES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prepare_models(directory: Path) -> dict[str, str]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import Prepared
-from bench.server import ROOT, prepare_models, rss_mb, service
+from bench.serving.load import Prepared
+from bench.serving.server import ROOT, prepare_models, rss_mb, service
 from tests.helpers import png_bytes
 
 SOAK_REQUESTS = 20_000

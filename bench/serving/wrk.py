@@ -2,7 +2,7 @@
 prepared request body, so that the generator costs the shared cores little (a Python generator
 spends about 0.7 ms of CPU per request, half of what the server spends on a small one).
 
-``wrk`` keeps ``concurrency`` connections busy (closed loop, like ``bench/load.py``); its
+``wrk`` keeps ``concurrency`` connections busy (closed loop, like ``bench/serving/load.py``); its
 latency histogram gives the percentiles, and its own CPU time comes from the kernel's account
 of the finished child process.
 """

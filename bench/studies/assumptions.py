@@ -6,7 +6,7 @@ pre-processing (service/models/losses.py), and writes ``docs/assumptions.md``: h
 BCE in [0, 1] pixel space per assumption, and ``docs/images/assumptions.png``, the same held-out
 digits reconstructed under each.
 
-Usage: ``python -m bench.assumptions [--epochs 3] [--max-batches N]``
+Usage: ``python -m bench.studies.assumptions [--epochs 3] [--max-batches N]``
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from service.models import ASSUMPTIONS, MNIST_NORMALISATION, load_checkpoint
 from training.data import load_mnist_5k, to_pixels
 
-from .studies import machine_line, pyplot, study_parser, train_variant
+from .common import machine_line, pyplot, study_parser, train_variant
 
 PNG = "images/assumptions.png"
 
@@ -104,7 +104,7 @@ def main() -> None:
     save_figure(pixels, rows, args.docs / PNG)
     table = ["| assumption | held-out MSE | held-out BCE |", "|---|---|---|"]
     table += [f"| {a} | {m['mse']:.5f} | {m['bce']:.4f} |" for a, m in metrics.items()]
-    command = "python -m bench.assumptions" + (
+    command = "python -m bench.studies.assumptions" + (
         f" --epochs {args.epochs}"
         + (f" --max-batches {args.max_batches}" if args.max_batches else "")
     )

@@ -4,9 +4,9 @@ Trains the default VAE (the ``vae`` recipe) once per KL weight beta, from 0.1 to
 ``docs/balance.md``: the held-out rate-distortion curve (KL against reconstruction, both in nats
 per image) as ``docs/images/balance-rate-distortion.png``, sample grids per beta from N(0, I) and
 from the fitted prior as ``docs/images/balance-samples.png``, and the judge's score of each
-(bench/judge.py).
+(bench/studies/judge.py).
 
-Usage: ``python -m bench.balance [--epochs 3] [--max-batches N] [--betas 0.1 0.3 1 2 4 10]``
+Usage: ``python -m bench.studies.balance [--epochs 3] [--max-batches N] [--betas 0.1 0.3 1 2 4 10]``
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from tqdm import tqdm
 from service.models import load_checkpoint
 from training.recipes import RECIPES
 
+from .common import machine_line, pyplot, study_parser, train_variant
 from .judge import load_or_train_judge, prior_samples, verdict
-from .studies import machine_line, pyplot, study_parser, train_variant
 
 BETAS = (0.1, 0.3, 1.0, 2.0, 4.0, 10.0)
 CURVE, GRIDS = "images/balance-rate-distortion.png", "images/balance-samples.png"
@@ -105,7 +105,7 @@ def main() -> None:
     (args.docs / "images").mkdir(parents=True, exist_ok=True)
     save_curve(results, args.docs / CURVE)
     save_grids(samples, args.docs / GRIDS)
-    command = f"python -m bench.balance --epochs {args.epochs}" + (
+    command = f"python -m bench.studies.balance --epochs {args.epochs}" + (
         f" --max-batches {args.max_batches}" if args.max_batches else ""
     )
     best = min(results, key=lambda b: results[b]["neg_elbo"])
@@ -113,8 +113,9 @@ def main() -> None:
         "# Exercise 6: balancing reconstruction and regularisation\n\n"
         "The default VAE trained with the KL term weighted by β (β = 1 is the negative ELBO). "
         "Held out: KL to N(0, I) and reconstruction, nats per image (one latent sample); the "
-        "judge (bench/judge.py) scores 2,000 samples (seed 0) from N(0, I) and from the prior "
-        "fitted after training (service/models/prior.py, at the recipe's sampling temperature "
+        "judge (bench/studies/judge.py) scores 2,000 samples (seed 0) from N(0, I) and from the "
+        "prior fitted after training (service/models/prior.py, at the recipe's sampling "
+        "temperature "
         f"{RECIPES['vae'].config.prior_temperature}).\n\n"
         f"{machine_line(command, args.epochs, args.max_batches)}\n\n{table(results)}\n\n"
         f"Lowest held-out negative ELBO in this run: β = {best:g}.\n\n"

@@ -1,4 +1,5 @@
-"""What the two studies (bench.assumptions, bench.balance) share: training runs and figures."""
+"""What the two studies (bench.studies.assumptions, bench.studies.balance) share: training runs
+and figures."""
 
 from __future__ import annotations
 

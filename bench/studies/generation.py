@@ -1,4 +1,4 @@
-"""How recognisable a VAE's samples are, by the judge (bench/judge.py), as Markdown.
+"""How recognisable a VAE's samples are, by the judge (bench/studies/judge.py), as Markdown.
 
 Real held-out digits are scored alongside as the reference. Prior samples: 2,000 codes from a
 generator seeded with 0, as /generate draws them; labelled samples: 200 of every digit, asked

@@ -1,4 +1,4 @@
-"""The benchmark's bookkeeping (bench/goals.py, bench/report.py, bench/scenarios.py) on
+"""The benchmark's bookkeeping (bench/serving/goals.py, report.py, scenarios.py) on
 made-up results: which goals count as met, and that the report has every section. No timing."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from bench.goals import all_goals
-from bench.report import write_gpu_report, write_report
-from bench.scenarios import merge_rounds
+from bench.serving.goals import all_goals
+from bench.serving.report import write_gpu_report, write_report
+from bench.serving.scenarios import merge_rounds
 
 
 def _row(c, images_per_s, p99=10.0, requests_per_s=None, errors=0, server=1.0, client=0.1):
@@ -149,7 +149,7 @@ def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_
 def test_gpu_report_alone_has_its_goals_and_rows(results, tmp_path):
     gpu_run = {
         "machine": results["machine"] | {"cuda": "A GPU", "cores": 16},
-        "command": "python -m bench.gpu",
+        "command": "python -m bench.serving.gpu",
         "generator": "wrk",
         "gpu": {
             "device": "A GPU",
