@@ -27,8 +27,8 @@ def keep_freed_memory() -> None:
     """Serve large tensors from the heap instead of fresh ``mmap`` pages.
 
     glibc hands out blocks over its (adaptive) mmap threshold as new mappings and unmaps them
-    on free, so every activation of a large batch page-faults its memory in again: the AE's
-    forward pass on 64 digits took 30 or 85 ms by the luck of the threshold. The heap then
+    on free, so every activation of a large batch page-faults its memory in again, and a
+    forward pass's time depends on the luck of the threshold (docs/performance.md). The heap then
     keeps up to the largest batch's memory, which a server reuses anyway.
     """
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:

@@ -142,9 +142,9 @@ class Settings(BaseSettings):
         return min(GPU_WORKERS, available_cores()) if _on_gpu(self.device) else available_cores()
 
 
-# One process left an H200 mostly idle: its HTTP, codec and batching work took turns at one
-# GIL (22% of 16 cores busy). Four served /visualise AlexNet 2.4 times as fast (1,095 against
-# about 450 images/s, docs/performance.md); each holds its own CUDA context and models.
+# One process leaves a GPU mostly idle: its HTTP, codec and batching work take turns at one
+# GIL. Four share it, each with its own CUDA context and models (the measurements: the H200
+# entry of docs/performance.md's log).
 GPU_WORKERS = 4
 
 

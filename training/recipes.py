@@ -1,8 +1,8 @@
 """Default architecture and hyper-parameters of every model the project trains.
 
-The defaults (``ae``, ``vae``, ``cnn``) are sized to train together in about three minutes on two
-CPU cores while meeting their held-out goals on ``mnist-5k`` (the ``vae``: 110 nats or lower);
-``docs/training.md`` has the figures and the commands that measure them.
+The defaults (``ae``, ``vae``, ``cnn``) are sized for a goal of three minutes together on two CPU
+cores while meeting their held-out goals on ``mnist-5k`` (the ``vae``: 110 nats or lower);
+``docs/training.json`` has the figures measured (``docs/training.md`` the report and commands).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def single_threaded() -> None:
     """Run the calling thread's tensor ops on one thread: the initializer of the inference and
     codec threads. Decoding and encoding make small tensor ops between long stretches of Pillow
     and zlib, and after each op an OpenMP partner thread spins, waiting for the next one: with
-    two threads a 320x240 JPEG cost 2.9 ms of CPU to decode instead of 1.4 (docs/performance.md).
+    two threads decoding a JPEG costs about twice the CPU (docs/performance.md, "Changes").
     """
     torch.set_num_threads(1)
 
@@ -127,7 +127,7 @@ class ThreadShare:
     outnumber the cores, where each parallel op waits for a partner that was preempted. A
     batch of fewer than ``min_items`` items runs on one thread: one image's ops are too small
     to split, and when another process holds a core the partner thread is the one preempted,
-    which gave one request in 70 a wait of 15-25 ms (docs/performance.md). The count is set
+    which gave some requests a long wait (docs/performance.md, round 2). The count is set
     for the calling thread only (each one's OpenMP team is its own) and put back after the
     pass.
     """
