@@ -41,7 +41,6 @@ from .schemas import MAX_GENERATE
 from .v2_codec import HEADER_LENGTH, InferRequest, TensorSpec, bad_request, encode_response
 from .v2_codec import parse_request as parse_infer_request
 from .v2_schemas import (
-    InferenceRequest,
     InferenceResponse,
     ModelMetadata,
     ServerMetadata,
@@ -284,15 +283,35 @@ async def model_ready(name: str, engine: EngineDep, version: str | None = None) 
     return Response(status_code=200)
 
 
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
 _INFER_DOC = {
     "requestBody": {
         "required": True,
+        "description": f"JSON, or JSON then binary tensor data ({HEADER_LENGTH} says where)",
         "content": {
-            "application/json": {"schema": InferenceRequest.model_json_schema()},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"},
-                "description": f"JSON then binary tensor data; {HEADER_LENGTH} says where",
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
             },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
