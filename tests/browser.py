@@ -5,18 +5,14 @@ by Playwright, and axe-core. Without Chromium, Playwright or axe-core the tests 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.servers import free_port
+import devkit.server
+from devkit.server import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("UNCONV_CHROMIUM", "/usr/bin/chromium"))
 AXE = Path(os.environ.get("UNCONV_AXE", ROOT / ".cache/axe/node_modules/axe-core/axe.min.js"))
 ARTEFACTS = ROOT / "test-artefacts" / "web"
@@ -33,33 +29,13 @@ def missing(what: str) -> None:
 def running_service(env: dict[str, str], log: Path, timeout_s: float = 180):
     """``python -m uvicorn service.api:app`` on a free loopback port; yields its base URL once
     every model is loaded."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "service.api:app", "--port", str(port)]
-    full_env = os.environ | {"PYTHONPATH": str(ROOT)} | env
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+    args = ("service.api:app", "--port", "{port}")
+    env = {"PYTHONPATH": str(ROOT)} | env
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the service was not ready in {timeout_s} s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with devkit.server.running_service(env, log, "uvicorn", args, timeout_s) as served:
+            yield served.url
+    except RuntimeError as error:  # never ready
+        pytest.fail(str(error))
 
 
 def launch_chromium(playwright):

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 import torch
-from torchvision import models
 
+from devkit.fake_weights import own_hash_published, write_alexnet_weights
 from service.api import create_app
 from service.models import (
     MNIST_NORMALISATION,
@@ -21,7 +21,6 @@ from service.models import (
     torchvision_nets,
 )
 from service.settings import Settings
-from tests.fake_weights import own_hash_published
 from tests.helpers import ExecutorGate
 
 SMALL = {
@@ -58,17 +57,14 @@ def checkpoint_dir(tmp_path_factory):
 def hub_dir(tmp_path_factory):
     """A torch hub cache holding randomly initialised AlexNet weights under the real name."""
     home = tmp_path_factory.mktemp("torch_home")
-    path = home / "hub" / "checkpoints" / TORCHVISION_NETWORKS["alexnet"].weights_path.name
-    path.parent.mkdir(parents=True)
-    torch.manual_seed(1806)
-    torch.save(models.alexnet().state_dict(), path)
+    write_alexnet_weights(home, seed=1806)
     return home
 
 
 @pytest.fixture
 def torch_home(hub_dir, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(hub_dir))
-    # the random weights stand in for the published file (tests/fake_weights.py)
+    # the random weights stand in for the published file (devkit/fake_weights.py)
     weights = TORCHVISION_NETWORKS["alexnet"].weights_path
     monkeypatch.setattr(torchvision_nets, "_published", own_hash_published(weights))
     return hub_dir

@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devkit.proc import rss_mb
+from devkit.server import ROOT, free_port, wait_ready
 from service.runtime import keep_freed_memory
 
 from . import wrk
@@ -39,7 +41,7 @@ from .scenarios import (
     requests_to_send,
     with_batches,
 )
-from .server import ROOT, free_port, machine, prepare_models, rss_mb, service, wait_ready
+from .server import machine, prepare_models, service
 
 
 @dataclass(frozen=True)

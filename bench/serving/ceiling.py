@@ -249,8 +249,8 @@ if __name__ == "__main__":
     # whose own tensor ops stay on one thread: a child forked from a process that has started
     # an OpenMP team waits forever on that team's threads, which the fork did not copy.
     from bench.serving.scenarios import photo_jpeg
+    from devkit.images import png_bytes
     from service.runtime import keep_freed_memory
-    from tests.helpers import png_bytes
 
     torch.set_num_threads(1)
     keep_freed_memory()  # as the service does, so that page faults do not slow the ceiling

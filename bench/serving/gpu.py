@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
+from devkit.server import ROOT
 from service.models import UndoableSequential, alexnet_features, exact_convolutions
 
 from . import wrk
 from .report import save, write_gpu_report
 from .scenarios import load, requests_to_send, with_batches
-from .server import ROOT, machine, prepare_models, service
+from .server import machine, prepare_models, service
 
 
 def model_alone(sizes=(1, 64), min_time: float = 2.0) -> dict[int, float]:

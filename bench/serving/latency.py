@@ -16,9 +16,11 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
+from devkit.server import ROOT, free_port, wait_ready
+
 from .load import Prepared
 from .scenarios import load, merge_rounds
-from .server import ROOT, free_port, service, wait_ready
+from .server import service
 
 # concurrency -> how many times longer its loads run: the naive peer answers a photo at c=64
 # only after about 64 forward passes of 60 ms each

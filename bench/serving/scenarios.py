@@ -13,11 +13,12 @@ import uvloop
 from matplotlib import cbook
 from PIL import Image
 
-from tests.helpers import png_bytes
+from devkit.images import png_bytes
+from devkit.proc import cpu_seconds, machine_busy_seconds
 
 from . import wrk
 from .load import Prepared, run_load
-from .server import batch_sizes, cpu_seconds, machine_busy_seconds, settle
+from .server import batch_sizes, settle
 
 # (request, model whose batches /metrics counts, concurrencies)
 SERVICE_LOADS = {

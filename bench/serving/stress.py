@@ -25,8 +25,10 @@ from pathlib import Path
 import httpx
 
 from bench.serving.load import Prepared
-from bench.serving.server import ROOT, prepare_models, rss_mb, service
-from tests.helpers import png_bytes
+from bench.serving.server import prepare_models, service
+from devkit.images import png_bytes
+from devkit.proc import open_files, rss_mb
+from devkit.server import ROOT
 
 SOAK_REQUESTS = 20_000
 SOAK_LIMIT_S = 900
@@ -34,10 +36,6 @@ CONCURRENCY = 16
 SAMPLE_EVERY = 1_000
 FUZZ_EXAMPLES = 300
 RSS_GROWTH_LIMIT_MB = 50
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def mixed_requests() -> list[tuple[Prepared, int]]:
@@ -90,7 +88,7 @@ async def soak(url: str, pid: int) -> dict:
             statuses[key] = statuses.get(key, 0) + 1
             done += 1
             if done % SAMPLE_EVERY == 0:
-                samples.append({"requests": done, "rss_mb": rss_mb(pid)[0], "fds": open_fds(pid)})
+                samples.append({"requests": done, "rss_mb": rss_mb(pid)[0], "fds": open_files(pid)})
 
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=1)
@@ -103,7 +101,7 @@ async def soak(url: str, pid: int) -> dict:
         await asyncio.gather(*(c.aclose() for c in clients))
     seconds = time.perf_counter() - started
     await asyncio.sleep(1)  # connections closed: what is left open now is a leak
-    after = {"rss_mb": rss_mb(pid)[0], "fds": open_fds(pid)}
+    after = {"rss_mb": rss_mb(pid)[0], "fds": open_files(pid)}
     errors = sum(n for key, n in statuses.items() if not key.endswith(" 200"))
     warm = samples[1] if len(samples) > 1 else samples[0]  # after the first allocations settle
     return {
@@ -155,7 +153,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         env = prepare_models(Path(directory)) | {"UNCONV_API_KEY": ""}
         with service(env) as (url, process, _):
-            idle = open_fds(process.pid)
+            idle = open_files(process.pid)
             result = {"soak": asyncio.run(soak(url, process.pid))}
             result["soak"]["fds_idle_before"] = idle
         with service(env | {"UNCONV_API_KEY": key, "UNCONV_NETWORKS": "none"}) as (url, _, _):

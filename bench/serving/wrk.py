@@ -18,8 +18,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from devkit.proc import cpu_seconds, machine_busy_seconds
+
 from .load import Prepared
-from .server import cpu_seconds, machine_busy_seconds, settle
+from .server import settle
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
 

@@ -24,7 +24,7 @@ def client(checkpoint_dir, hub_dir, tmp_path_factory):
         running_service(
             checkpoint_dir,
             log,
-            module="tests.fake_weights",
+            module="devkit.fake_weights",
             TORCH_HOME=str(hub_dir),
             UNCONV_NETWORKS="alexnet",
             UNCONV_API_KEY="k",

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
+from devkit.fake_weights import own_hash_published
 from service.models import TORCHVISION_NETWORKS, torchvision_nets
-from tests.fake_weights import own_hash_published
 from tests.helpers import png_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
