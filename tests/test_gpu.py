@@ -49,7 +49,7 @@ async def test_service_batches_on_cuda(make_client, checkpoint_dir):
     assert torch.equal(await visualise(images[0]), alone[0])  # the same upload, the same answer
     calls = spy(app, "alexnet")
     together = await asyncio.gather(*(visualise(image) for image in images))
-    assert calls == [(("visualise", 5, 9, None), 4)]  # one forward pass for the four
+    assert calls == [(("visualise", 5, 9, None, "deconvnet"), 4)]  # one forward pass for the four
     for a, b in zip(alone, together, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * a.abs().max().item())
 

@@ -19,6 +19,7 @@ from .schemas import (
     ModelInfo,
     ReconstructedImage,
     ReconstructResponse,
+    VisualiseForm,
     VisualiseResponse,
 )
 
@@ -33,14 +34,12 @@ def _json(model) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-def visualisation_response(
-    vis: Visualisation, model: ServedModel, layer: int, k: int, channel: int | None, fmt: str
-) -> Response:
+def visualisation_response(vis: Visualisation, model: ServedModel, form: VisualiseForm) -> Response:
     projection = vis.projection[0]  # (C, H, W)
-    if fmt == "npy":
+    if form.format == "npy":
         return Response(encode_npy(projection), media_type=NPY_MEDIA_TYPE)
     png = encode_png(projection_to_image(projection))
-    if fmt == "png":
+    if form.format == "png":
         return Response(png, media_type="image/png")
     kept = zip(
         vis.channel[0].tolist(),
@@ -52,10 +51,11 @@ def visualisation_response(
     return _json(
         VisualiseResponse(
             network=model.name,
-            layer=layer,
-            layer_name=model.deconv.layer_name(layer),
-            k=k,
-            channel=channel,
+            layer=form.layer,
+            layer_name=model.deconv.layer_name(form.layer),
+            k=form.k,
+            channel=form.channel,
+            method=form.method,
             input_shape=list(model.image_spec.shape),
             activation_shape=list(vis.activation_shape),
             image_png=base64.b64encode(png).decode("ascii"),

@@ -109,9 +109,9 @@ async def visualise(request: Request, engine: EngineDep) -> Response:
     _check_visualise(model, form.layer, form.k, form.channel)
 
     def encode(vis):
-        return visualisation_response(vis, model, form.layer, form.k, form.channel, form.format)
+        return visualisation_response(vis, model, form)
 
-    key = ("visualise", form.layer, form.k, form.channel)
+    key = ("visualise", form.layer, form.k, form.channel, form.method)
     return await run(engine, model, key, VisualiseJob(uploads[0], encode), 1, request)
 
 

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..models import DEFAULT_K
+from ..models import DEFAULT_K, DEFAULT_METHOD
 
 MAX_GENERATE = 256
 MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
 ImageFormat = Literal["png", "json", "npy"]
+# service.models.METHODS, spelt out for the OpenAPI document (a test keeps the two equal)
+VisualiseMethod = Literal["deconvnet", "guided_backprop", "saliency"]
 
 
 def _json_integer(value: Any) -> Any:
@@ -51,6 +53,12 @@ class VisualiseForm(BaseModel):
     )
     k: int = Field(DEFAULT_K, ge=1, description="Activations to keep")
     channel: int | None = Field(None, ge=0, description="Keep the top-k of this feature map only")
+    method: VisualiseMethod = Field(
+        DEFAULT_METHOD,
+        description="How each ReLU passes the signal back: deconvnet (Zeiler & Fergus: "
+        "rectify it), saliency (the signed gradient: mask by the forward input) or "
+        "guided_backprop (both); docs/methods.md",
+    )
     format: ImageFormat = Field(
         "png",
         description="png: viewable projection; json: PNG plus kept activations; "
@@ -88,6 +96,7 @@ class VisualiseResponse(BaseModel):
     layer_name: str
     k: int
     channel: int | None
+    method: VisualiseMethod
     input_shape: list[int] = Field(description="(C, H, W) of the network input")
     activation_shape: list[int] = Field(description="(C, h, w) of the layer's output")
     image_png: str = Field(description="Base64 PNG of the projection; zero is mid-grey")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..models import Visualisation
+from ..models import DEFAULT_METHOD, Visualisation
 from ..models.losses import sample_range
 from .errors import RequestError
 from .imaging import Pixels, Upload, decode_input
@@ -211,10 +211,18 @@ def reconstruct(model: ServedModel, inputs: list[torch.Tensor], device) -> list[
 
 
 def visualise(
-    model: ServedModel, inputs: list[torch.Tensor], device, layer: int, k: int, channel: int | None
+    model: ServedModel,
+    inputs: list[torch.Tensor],
+    device,
+    layer: int,
+    k: int,
+    channel: int | None,
+    method: str = DEFAULT_METHOD,
 ) -> list[Visualisation]:
-    """(1, C, H, W) normalised images -> one visualisation each, every one its own top-k."""
-    vis = model.deconv.visualise(_to_device(torch.cat(inputs), device), layer, k, channel)
+    """(1, C, H, W) normalised images -> one visualisation each, every one its own top-k,
+    projected by ``method`` (a name in ``service.models.METHODS``)."""
+    x = _to_device(torch.cat(inputs), device)
+    vis = model.deconv.visualise(x, layer, k, channel, method)
     cpu = [t.cpu() for t in (vis.projection, vis.channel, vis.y, vis.x, vis.value)]
     return [
         Visualisation(*(t[i : i + 1] for t in cpu), activation_shape=vis.activation_shape)

@@ -35,7 +35,10 @@ async def test_batches_form_per_shared_parameters(make_client):
         assert r.status_code == 200
 
     await asyncio.gather(ask(2), ask(5), ask(2), ask(5), ask(2))
-    assert sorted(calls) == [(("visualise", 2, 9, None), 3), (("visualise", 5, 9, None), 2)]
+    assert sorted(calls) == [
+        (("visualise", 2, 9, None, "deconvnet"), 3),
+        (("visualise", 5, 9, None, "deconvnet"), 2),
+    ]
 
 
 async def test_reconstruct_counts_images_not_requests(make_client):

@@ -4,15 +4,18 @@ import asyncio
 import base64
 import io
 from contextlib import contextmanager
+from typing import get_args
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from service.api.schemas import VisualiseMethod
 from service.engine.imaging import ImageSpec, decode_input
 from service.models import (
     IMAGENET_NORMALISATION,
+    METHODS,
     UndoableSequential,
     load_checkpoint,
     load_torchvision_network,
@@ -135,6 +138,12 @@ async def test_trained_cnn_is_visualised_in_its_own_input_space(client, checkpoi
         ({"layer": 13, "k": 10000}, 422, "invalid_parameters", "k=10000 is too large: layer 13"),
         ({"layer": 1, "channel": 64}, 422, "invalid_parameters", "channel 64 is out of range"),
         ({"layer": 1, "format": "gif"}, 422, "invalid_parameters", "format: Input should be"),
+        (
+            {"layer": 1, "method": "lrp"},
+            422,
+            "invalid_parameters",
+            "method: Input should be 'deconvnet', 'guided_backprop' or 'saliency'",
+        ),
         ({"layer": "two"}, 422, "invalid_parameters", "layer: Input should be a valid integer"),
         ({"layer": 1, "network": "resnet"}, 404, "unknown_model", "no model 'resnet'"),
         ({"layer": 1, "network": "ae"}, 422, "invalid_parameters", "model 'ae' is a autoencoder"),
@@ -167,8 +176,76 @@ async def test_batched_requests_match_single_requests(make_client):
     alone = [await ask(i) for i in images]
     calls = spy(app, "alexnet")
     together = await asyncio.gather(*(ask(i) for i in images))
-    assert calls == [(("visualise", 6, 5, None), 3)]  # one forward pass for the three
+    assert calls == [(("visualise", 6, 5, None, "deconvnet"), 3)]  # one forward pass for the three
     for a, b in zip(alone, together, strict=True):
         torch.testing.assert_close(
             torch.from_numpy(b), torch.from_numpy(a), rtol=1e-4, atol=1e-6 * float(np.abs(a).max())
         )
+
+
+# -- the three methods ----------------------------------------------------------------------------
+
+
+async def test_every_method_answers_what_the_library_computes(client, checkpoint_dir):
+    image = png_bytes((28, 28), "L", seed=8)
+    pixels = torch.from_numpy(np.array(Image.open(io.BytesIO(image)))).float() / 255
+    x = ((pixels - 0.1307) / 0.3081).view(1, 1, 28, 28)  # MNIST normalisation
+    seq = UndoableSequential(load_checkpoint(checkpoint_dir / "cnn").model.features)
+    served = {}
+    for method in ("deconvnet", "guided_backprop", "saliency"):
+        fields = _form(network="cnn", layer=5, k=6, method=method, format="npy")
+        r = await client.post("/visualise", files={"file": ("d.png", image)}, data=fields)
+        assert r.status_code == 200
+        served[method] = torch.from_numpy(np.load(io.BytesIO(r.content)))
+        with one_thread():
+            expected = seq.visualise(x, layer=5, k=6, method=method).projection[0]
+        assert served[method].abs().max() > 0
+        assert_same_projection(served[method], expected)
+        r = await client.post(
+            "/visualise", files={"file": ("d.png", image)}, data=fields | {"format": "json"}
+        )
+        assert r.json()["method"] == method
+    assert not torch.equal(served["deconvnet"], served["guided_backprop"])
+    assert not torch.equal(served["guided_backprop"], served["saliency"])
+
+
+async def test_deconvnet_is_the_default_and_named_in_json(client):
+    image = png_bytes((28, 28), "L", seed=9)
+    answers = {}
+    for extra in ({}, {"method": "deconvnet"}):
+        fields = _form(network="cnn", layer=4, format="npy", **extra)
+        r = await client.post("/visualise", files={"file": ("d.png", image)}, data=fields)
+        answers[bool(extra)] = r.content
+    assert answers[False] == answers[True]
+    r = await client.post(
+        "/visualise",
+        files={"file": ("d.png", image)},
+        data=_form(network="cnn", layer=4, format="json"),
+    )
+    assert r.json()["method"] == "deconvnet"
+
+
+async def test_the_method_is_part_of_the_batch_key(make_client):
+    client, app = await make_client(networks=[], max_delay_ms=200)
+    image = png_bytes((28, 28), "L", seed=10)
+    calls = spy(app, "cnn")
+
+    async def ask(method):
+        fields = _form(network="cnn", layer=2, method=method)
+        r = await client.post("/visualise", files={"file": ("d.png", image)}, data=fields)
+        assert r.status_code == 200
+
+    await asyncio.gather(*(ask(m) for m in ("saliency", "deconvnet", "saliency", "saliency")))
+    assert sorted(calls) == [
+        (("visualise", 2, 9, None, "deconvnet"), 1),
+        (("visualise", 2, 9, None, "saliency"), 3),
+    ]
+
+
+async def test_the_document_lists_the_methods(client):
+    assert get_args(VisualiseMethod) == METHODS
+    spec = (await client.get("/openapi.json")).json()
+    form = spec["paths"]["/visualise"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    method = form["schema"]["properties"]["method"]
+    # an empty field, as browsers send it, means the default
+    assert method["anyOf"][0]["enum"] == list(METHODS) and method["default"] == "deconvnet"
