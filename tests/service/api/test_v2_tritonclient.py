@@ -3,6 +3,8 @@ one model of each kind (auto-encoder, VAE, classifier, torchvision network), JSO
 tensors, and the answers equal the native routes'."""
 
 import io
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import png_bytes
-from tests.servers import running_service, served_checkpoints
+from tests.servers import ROOT, running_service, served_checkpoints
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -152,3 +154,19 @@ def test_a_bad_request_is_the_clients_exception_with_the_message(service):
     with pytest.raises(InferenceServerException, match="expected shape") as err:
         client.infer("ae", [_input("image", x, True)], headers=_key())
     assert err.value.status() == "400"
+
+
+def test_the_readme_example_runs(checkpoint_dir, tmp_path):
+    """The README's "Standard clients" example, as written, against a service without a key."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Standard clients", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
+    with running_service(checkpoints, tmp_path / "server.log") as (_, url):
+        code = example.replace("127.0.0.1:8000", url.removeprefix("http://"))
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 0, done.stderr
+    assert "(2, 1, 28, 28) (2, 6)" in done.stdout  # conftest's VAE has 6 latent dimensions
+    assert "(8, 1, 28, 28) (2, 1, 28, 28)" in done.stdout
