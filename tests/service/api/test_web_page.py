@@ -135,6 +135,56 @@ def test_visualise_shows_the_projection_every_layer_and_the_kept_activations(vis
     assert v.errors == []
 
 
+def test_visualise_method_choice_and_the_methods_side_by_side(visit, api):
+    from playwright.sync_api import expect
+
+    cnn = _models(api)["cnn"]
+    v = visit()
+    page = v.page
+    projection = page.locator("#vis-projection")
+    expect(projection).to_have_attribute("src", DATA_PNG)
+    expect(page.locator("#vis-strip img:visible")).to_have_count(len(cnn["layers"]))
+    # the last layer: at the first ReLU the methods agree (what reaches it is the kept activations)
+    last = str(len(cnn["layers"]))
+    page.locator("#vis-layer").select_option(last)
+    expect(page.locator("#vis-caption")).to_contain_text(f"layer {last}:")
+    deconvnet = projection.get_attribute("src")
+    method = page.get_by_label("Method", exact=True)
+    expect(method).to_have_value("deconvnet")
+    method.select_option("guided_backprop")
+    expect(projection).not_to_have_attribute("src", deconvnet)
+    expect(page.locator("#vis-caption")).to_contain_text("Guided backpropagation")
+    # the page's picture is the API's answer to the same request
+    layer = page.locator("#vis-layer").input_value()
+    sample = api.get("/static/samples/digit-4.png").content
+    fields = {"network": "cnn", "layer": layer, "k": "9", "method": "guided_backprop"}
+    answer = api.post(
+        "/visualise",
+        files={"file": ("digit-4.png", sample, "image/png")},
+        data={**fields, "format": "json"},
+    ).json()
+    assert answer["method"] == "guided_backprop"
+    expect(projection).to_have_attribute("src", "data:image/png;base64," + answer["image_png"])
+    # the compare view, with the keyboard: the three methods of this layer side by side
+    page.locator("#vis-compare").focus()
+    page.keyboard.press("Space")
+    expect(page.locator("#vis-strip-title")).to_have_text("Every method at this layer")
+    expect(page.locator("#vis-strip img:visible")).to_have_count(3)
+    expect(page.locator("#vis-strip .name")).to_have_text(
+        ["Deconvnet", "Guided backpropagation", "Saliency (gradient)"]
+    )
+    expect(page.locator("#vis-strip button[aria-current=true]")).to_have_text(
+        "Guided backpropagation"
+    )
+    page.locator("#vis-strip button").nth(2).click()  # study saliency above
+    expect(method).to_have_value("saliency")
+    expect(page.locator("#vis-caption")).to_contain_text("Saliency")
+    expect(page.locator("#messages")).to_be_empty()
+    v.shoot("visualise-methods")
+    assert axe_violations(page) == []
+    assert v.errors == []
+
+
 def test_reconstruct_draws_and_every_model_answers_while_drawing(visit, api):
     from playwright.sync_api import expect
 
