@@ -108,6 +108,7 @@ def model_info(model: ServedModel) -> ModelInfo:
         latent_size=model.latent_size,
         layers=model.layer_names,
         labels=model.labels,
+        temperature=model.temperature,
         assumption=model.checkpoint.assumption if model.checkpoint else None,
         metadata=model.metadata,
     )

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from ..models import DEFAULT_K, DEFAULT_METHOD
 
 MAX_GENERATE = 256
+MAX_TEMPERATURE = 2.0
 MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
 ImageFormat = Literal["png", "json", "npy"]
@@ -169,7 +170,25 @@ class GenerateRequest(BaseModel):
         max_length=MAX_GENERATE,
         description="One class index per image, instead of `label`; sets `n`",
     )
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_TEMPERATURE,
+        allow_inf_nan=False,
+        description="Scale of the prior's noise: lower gives more typical images, higher more "
+        "varied ones; by default the model's own (`temperature` in /models). Prior samples "
+        "only: not with `mean`, `log_var` or `interpolate`",
+    )
     format: ImageFormat = "png"
+
+    @model_validator(mode="after")
+    def _temperature_for_prior_samples(self):
+        given = (self.interpolate, self.mean, self.log_var) != (None, None, None)
+        if self.temperature is not None and given:
+            raise ValueError(
+                "temperature scales prior samples: give no mean, log_var or interpolate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent_labels(self):
@@ -233,6 +252,9 @@ class ModelInfo(BaseModel):
         None,
         description="Classes /generate can be asked for with `label` (their indices), in "
         "order; absent when the model has none",
+    )
+    temperature: float | None = Field(
+        None, description="The default `temperature` of /generate's prior samples (VAEs)"
     )
     assumption: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -30,6 +30,7 @@ class GenerateRequest(Protocol):
     mean: Sequence[Sequence[float]] | None
     log_var: Sequence[Sequence[float]] | None
     interpolate: Line | None
+    temperature: float | None
 
 
 def _matrix(rows: list[list[float]] | None, name: str, n: int, latent_size: int) -> torch.Tensor:
@@ -79,7 +80,8 @@ def latent_codes(
     The (n, latent_size) codes a request asks for, and the seed that drew them.
 
     Codes from the prior come from ``prior`` (a VAE's fitted prior, whose components are
-    called ``names``) when there is one, else from N(0, I).
+    called ``names``) when there is one, else from N(0, I); the request's ``temperature``
+    scales their noise (by default the prior's own, 1 for N(0, I)).
     """
     seed = body.seed if body.seed is not None else secrets.randbits(63)
     labels = _labels(body, prior, names)
@@ -90,8 +92,11 @@ def latent_codes(
         t = torch.linspace(0, 1, line.steps).unsqueeze(1)  # (steps, 1)
         return start + t * (end - start), seed
     generator = torch.Generator().manual_seed(seed)
-    if prior is not None and body.mean is None and body.log_var is None:
-        return prior.sample(body.n, generator, labels).contiguous(), seed
+    if body.mean is None and body.log_var is None:  # from the prior
+        if prior is not None:
+            return prior.sample(body.n, generator, labels, body.temperature).contiguous(), seed
+        scale = 1.0 if body.temperature is None else body.temperature
+        return scale * torch.randn(body.n, latent_size, generator=generator), seed
     mean = _matrix(body.mean, "mean", body.n, latent_size)
     log_var = _matrix(body.log_var, "log_var", body.n, latent_size)
     return VariationalAutoEncoder.sample(mean, log_var, generator).contiguous(), seed

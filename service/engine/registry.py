@@ -83,6 +83,13 @@ class ServedModel:
         return list(self.checkpoint.config.labels)
 
     @property
+    def temperature(self) -> float | None:
+        """The default temperature of prior samples: the fitted prior's, 1 for N(0, I)."""
+        if self.kind != "vae":
+            return None
+        return self.prior.temperature if self.prior is not None else 1.0
+
+    @property
     def latent_size(self) -> int | None:
         config = self.checkpoint.config if self.checkpoint else None
         return getattr(config, "latent_features", None) if self.kind == "vae" else None

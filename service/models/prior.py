@@ -110,6 +110,7 @@ class LabelPrior(nn.Module):
         n: int,
         generator: torch.Generator | None = None,
         labels: torch.Tensor | None = None,
+        temperature: float | None = None,
     ) -> torch.Tensor:
         """
         Draw ``n`` latent codes (n, D) at ``temperature``, on the generator's device.
@@ -125,6 +126,8 @@ class LabelPrior(nn.Module):
             Source of randomness: the same generator state gives the same codes.
         labels : (n,) int Tensor, optional
             The label of every code; without them components are drawn by ``weights``.
+        temperature : float, optional
+            Scale of the noise around the component means, instead of ``self.temperature``.
         """
         device = generator.device if generator is not None else self.means.device
         weights, means, tril, owner = (
@@ -137,7 +140,8 @@ class LabelPrior(nn.Module):
             probs = probs * (owner == labels.unsqueeze(1))  # (n, K * C)
         component = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         noise = (tril[component] @ eps.unsqueeze(-1)).squeeze(-1)
-        return means[component] + self.temperature * noise
+        scale = self.temperature if temperature is None else temperature
+        return means[component] + scale * noise
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of codes (N, D) under the mixture; returns (N,)."""

@@ -77,6 +77,15 @@ async def test_prior_samples_are_the_decoder_at_standard_normal_draws(client, ch
     np.testing.assert_allclose(images, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
+async def test_temperature_scales_standard_normal_draws(client, checkpoint_dir):
+    images, _ = await _npy(client, n=3, seed=11, temperature=0.5)
+    z = 0.5 * torch.randn(3, 6, generator=torch.Generator().manual_seed(11))
+    decoder = load_checkpoint(checkpoint_dir / "vae").model.decoder
+    with torch.no_grad():
+        expected = torch.sigmoid(decoder(z))
+    np.testing.assert_allclose(images, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
 async def test_interpolation_walks_a_straight_line(client):
     start, end = [0.0] * 6, [2.0] * 6
     r = await client.post(
@@ -103,6 +112,8 @@ async def test_interpolation_walks_a_straight_line(client):
         ),
         ({"interpolate": {"start": [0.0] * 6, "end": [1.0] * 4}}, "interpolate.end vectors"),
         ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+        ({"temperature": 2.5}, "temperature: Input should be less than or equal to 2"),
+        ({"temperature": 0.5, "mean": [[0.0] * 6]}, "temperature scales prior samples"),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"model": "ae"}, "model 'ae' is a autoencoder; /generate accepts ['vae']"),
     ],

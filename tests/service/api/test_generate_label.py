@@ -61,6 +61,15 @@ async def test_label_draws_from_its_component(client):
     np.testing.assert_allclose(z, 10.0 + SCALE * eps, rtol=1e-5)
 
 
+async def test_temperature_scales_the_noise_around_the_component(client):
+    models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+    assert models["digits"]["temperature"] == 1.0  # the config's prior_temperature
+    z = await _json(client, n=3, seed=9, label=1, temperature=0.25)
+    eps = torch.randn(3, LATENT, generator=torch.Generator().manual_seed(9)).numpy()
+    np.testing.assert_allclose(z, 10.0 + 0.25 * SCALE * eps, rtol=1e-5)
+    np.testing.assert_allclose(await _json(client, n=2, label=2, temperature=0), 20.0)
+
+
 async def test_labels_give_one_class_per_image_and_set_n(client):
     z = await _json(client, seed=4, labels=[0, 2, 1, 0])
     assert z.shape == (4, LATENT)
