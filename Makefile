@@ -18,6 +18,10 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emi
 .PHONY: serve test lint pytest bench browser stress lock clean
 
 AXE_CORE := 4.14.1
+# tsc checks the page client's type declarations (service/api/static/api.d.ts), npm, pinned
+TYPESCRIPT := 5.9.3
+TSC        := .cache/tsc/node_modules/.bin/tsc
+TSC_STAMP  := .cache/tsc/.typescript-$(TYPESCRIPT)
 AXE      := .cache/axe/node_modules/axe-core/axe.min.js
 # ESLint and Prettier for the page's JavaScript (npm, pinned), as ruff is for the Python
 ESLINT   := 10.15.0
@@ -48,13 +52,20 @@ serve: $(SERVE_STAMP)
 
 test: lint pytest
 
-lint: $(STAMP) $(JSLINT)
+lint: $(STAMP) $(JSLINT) $(TSC_STAMP)
 	$(BIN)/ruff check service training tests bench client
 	$(BIN)/ruff format --check service training tests bench client
 	$(BIN)/hadolint Dockerfile
 	.cache/jslint/node_modules/.bin/eslint --max-warnings 0 $(PAGE_JS)
 	.cache/jslint/node_modules/.bin/prettier --check $(PAGE_JS) $(wildcard service/api/static/*.d.ts) \
 		eslint.config.js
+	$(TSC) --noEmit --strict --target es2022 --lib es2022,dom --module es2022 \
+		--moduleResolution bundler service/api/static/api.d.ts tests/service/api/static/api-usage.ts
+
+$(TSC_STAMP):
+	npm install --prefix .cache/tsc --no-save --no-audit --no-fund --loglevel=error \
+		typescript@$(TYPESCRIPT)
+	touch $@
 
 $(JSLINT):
 	npm install --prefix .cache/jslint --no-save --no-audit --no-fund --loglevel=error \

@@ -1,0 +1,134 @@
+// Type declarations of api.js, for front-ends written in TypeScript: copy both files.
+// `make lint` checks them with `tsc --noEmit` (tests/service/api/static/api-usage.ts uses them).
+
+/** The JSON answers' base64 PNGs: pass them to imageUrl for an <img> src. */
+export type Base64Png = string;
+export type ImageFormat = "png" | "json" | "npy";
+export type VisualiseMethod = "deconvnet" | "guided_backprop" | "saliency";
+
+/** An answer other than 2xx, or no answer at all (status 0). */
+export declare class ApiError extends Error {
+  constructor(status: number, code: string, detail: string, retryAfter?: number | null);
+  /** HTTP status; 0 when the service could not be reached. */
+  status: number;
+  /** Stable code, e.g. "invalid_image", "overloaded", "unauthorized", "unreachable". */
+  code: string;
+  /** The API's explanation, meant for people. */
+  detail: string;
+  /** Seconds to wait (Retry-After of a 503), or null. */
+  retryAfter: number | null;
+}
+
+/** A data: URL for the base64 PNGs of the JSON answers (`image_png`). */
+export declare function imageUrl(base64Png: Base64Png): string;
+
+export interface ModelInfo {
+  name: string;
+  kind: "autoencoder" | "vae" | "classifier" | "network" | "unknown";
+  endpoints: string[];
+  available: boolean;
+  reason?: string | null;
+  input_shape?: number[] | null;
+  latent_size?: number | null;
+  layers?: string[] | null;
+  labels?: string[] | null;
+  assumption?: string | null;
+  metadata: Record<string, unknown>;
+}
+
+export interface VisualiseOptions {
+  network?: string;
+  layer: number;
+  k?: number;
+  channel?: number | null;
+  method?: VisualiseMethod | null;
+  format?: ImageFormat;
+}
+
+export interface KeptActivation {
+  channel: number;
+  y: number;
+  x: number;
+  value: number;
+}
+
+export interface VisualiseResponse {
+  network: string;
+  layer: number;
+  layer_name: string;
+  method?: VisualiseMethod;
+  k: number;
+  channel: number | null;
+  input_shape: number[];
+  activation_shape: number[];
+  image_png: Base64Png;
+  activations: KeptActivation[];
+}
+
+export interface ReconstructOptions {
+  model?: string;
+  format?: "png" | "json";
+}
+
+export interface ReconstructResponse {
+  model: string;
+  kind: string;
+  assumption: string;
+  images: { image_png: Base64Png; mean?: number[] | null; log_var?: number[] | null }[];
+}
+
+/** The JSON body of POST /generate; absent fields take the service's defaults. */
+export interface GenerateRequest {
+  model?: string;
+  n?: number;
+  seed?: number | null;
+  mean?: number[][] | null;
+  log_var?: number[][] | null;
+  interpolate?: { start: number[]; end: number[]; steps?: number } | null;
+  label?: number | null;
+  labels?: number[] | null;
+  format?: ImageFormat;
+}
+
+export interface GenerateResponse {
+  model: string;
+  seed: number;
+  images: { image_png: Base64Png; z: number[] }[];
+}
+
+type Answer<F, Json> = F extends "json" ? Json : Blob;
+
+export declare class UnconvApi {
+  /**
+   * @param baseUrl where the service answers; "" means the page's own location
+   * @param storage where the API key is kept (sessionStorage: forgotten with the tab)
+   */
+  constructor(baseUrl?: string, storage?: Storage);
+  base: URL;
+  storage: Storage | undefined;
+  /** The X-API-Key sent with every request; null when none is kept. */
+  get apiKey(): string | null;
+  set apiKey(key: string | null);
+  /** Every model and network, with `available` and, when not, the `reason`. */
+  models(signal?: AbortSignal): Promise<ModelInfo[]>;
+  /** JSON unless `format` says "png" or "npy" (then a Blob). */
+  visualise<O extends VisualiseOptions>(
+    image: Blob,
+    options: O,
+    signal?: AbortSignal,
+  ): Promise<Answer<O["format"] extends ImageFormat ? O["format"] : "json", VisualiseResponse>>;
+  reconstruct<O extends ReconstructOptions>(
+    images: Blob | Blob[],
+    options?: O,
+    signal?: AbortSignal,
+  ): Promise<Answer<O["format"] extends ImageFormat ? O["format"] : "json", ReconstructResponse>>;
+  generate<B extends GenerateRequest>(
+    body: B,
+    signal?: AbortSignal,
+  ): Promise<Answer<B["format"] extends ImageFormat ? B["format"] : "json", GenerateResponse>>;
+  /** One call: a JSON answer parsed, an image answer as a Blob, anything else an ApiError. */
+  request(
+    path: string,
+    options?: { body?: FormData | object | null; signal?: AbortSignal; format?: ImageFormat },
+  ): Promise<unknown>;
+}
