@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--network", default=_GIVEN)
     vis.add_argument("--k", type=int, default=_GIVEN)
     vis.add_argument("--channel", type=int, default=_GIVEN)
+    vis.add_argument(
+        "--method", choices=("deconvnet", "guided_backprop", "saliency"), default=_GIVEN
+    )
     vis.add_argument("--format", choices=("png", "json", "npy"), default=_GIVEN)
     rec = sub.add_parser("reconstruct", help="auto-encoder / VAE reconstruction of images")
     rec.add_argument("images", type=Path, nargs="+")
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=_GIVEN)
     gen.add_argument("--label", type=int, default=_GIVEN, help="a class the model lists")
     gen.add_argument("--labels", type=int, nargs="+", default=_GIVEN, help="one per image")
+    gen.add_argument("--temperature", type=float, default=_GIVEN, help="the prior's spread")
     for name in ("mean", "log-var"):
         gen.add_argument(f"--{name}", type=json.loads, default=_GIVEN, help="JSON: [[...], ...]")
     gen.add_argument(

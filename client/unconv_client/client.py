@@ -65,15 +65,20 @@ class _Operations:
         network: str | None = None,
         k: int | None = None,
         channel: int | None = None,
+        method: str | None = None,
         format: str | None = None,
     ) -> Any:
-        """Zeiler & Fergus projection of ``layer``'s top-k activations of ``image``.
+        """Projection of ``layer``'s top-k activations of ``image`` to pixel space.
+
+        ``method``: ``deconvnet`` (Zeiler & Fergus), ``guided_backprop`` or ``saliency``.
 
         Parameters left out take the service's defaults (``GET /openapi.json`` states them).
         ``format``: ``png`` -> an image; ``json`` -> a dict with ``image`` and ``activations``;
         ``npy`` -> a float32 array (C, H, W) in the network's normalised input space.
         """
-        fields = _given(layer=layer, network=network, k=k, channel=channel, format=format)
+        fields = _given(
+            layer=layer, network=network, k=k, channel=channel, method=method, format=format
+        )
         files = [("file", _upload(image, 0))]
         return self._call(
             {"method": "POST", "url": "/visualise", "files": files, "data": _form(fields)}
@@ -112,6 +117,7 @@ class _Operations:
         interpolate: dict[str, Any] | None = None,
         label: int | None = None,
         labels: Sequence[int] | None = None,
+        temperature: float | None = None,
         format: str | None = None,
     ) -> Any:
         """New images from a VAE's decoder: from its prior, given latents, or a line.
@@ -119,7 +125,7 @@ class _Operations:
         ``png`` -> an image grid; ``json`` -> a dict with ``seed`` and ``images`` (each an
         ``image`` and its latent ``z``); ``npy`` -> a float32 array (n, C, H, W). ``label`` (or
         ``labels``, one per image) asks for a class the model lists under ``labels`` in
-        ``models()`` (MNIST: digit d is label d).
+        ``models()`` (MNIST: digit d is label d). ``temperature`` scales the prior's spread.
         """
         body = _given(
             model=model,
@@ -130,6 +136,7 @@ class _Operations:
             interpolate=interpolate,
             label=label,
             labels=list(labels) if labels is not None else None,
+            temperature=temperature,
             format=format,
         )
         return self._call({"method": "POST", "url": "/generate", "json": body})
