@@ -21,7 +21,6 @@ under ``/v2/`` are ``{"error": "<message>", "code": "<stable code>"}``.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Annotated
 
 import numpy as np
@@ -37,12 +36,13 @@ from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
 from ..models import DEFAULT_K
 from .contract import error_responses
 from .routes import _check_visualise, get_engine, run
-from .schemas import MAX_GENERATE
+from .schemas import MAX_GENERATE, MAX_LABEL, GenerateRequest
 from .v2_codec import HEADER_LENGTH, InferRequest, TensorSpec, bad_request, encode_response
 from .v2_codec import parse_request as parse_infer_request
 from .v2_schemas import (
     InferenceResponse,
     ModelMetadata,
+    ModelReady,
     ServerMetadata,
     V2ErrorResponse,
 )
@@ -134,6 +134,8 @@ def _images(request: InferRequest, engine: Engine) -> torch.Tensor:
 
 async def _reconstruct(engine: Engine, model: ServedModel, request: InferRequest, http):
     _only(request.parameters, ())
+    if "image" not in request.inputs:
+        raise bad_request("input 'image' is required")
     images = _images(request, engine)
 
     def encode(out) -> dict:
@@ -157,15 +159,11 @@ async def _generate(engine: Engine, model: ServedModel, request: InferRequest, h
     else:
         _only(request.parameters, ("n", "seed", "label"))
         p = request.parameters
-        body = SimpleNamespace(
+        body = GenerateRequest(
             model=model.name,
             n=_integer(p, "n", 1, MAX_GENERATE, 1),
             seed=_integer(p, "seed", 0, 2**63 - 1),
-            label=_integer(p, "label", 0, 2**31),
-            labels=None,
-            mean=None,
-            log_var=None,
-            interpolate=None,
+            label=_integer(p, "label", 0, MAX_LABEL),
         )
         z, seed = latent_codes(body, model.latent_size, model.prior, model.labels)
     if len(z) > MAX_GENERATE:
@@ -275,12 +273,14 @@ async def model_metadata(name: str, engine: EngineDep, version: str | None = Non
     return metadata(served(engine, name, version))
 
 
-@router.get("/v2/models/{name}/ready", responses=_V2_ERRORS)
-@router.get("/v2/models/{name}/versions/{version}/ready", responses=_V2_ERRORS)
-async def model_ready(name: str, engine: EngineDep, version: str | None = None) -> Response:
+@router.get("/v2/models/{name}/ready", response_model=ModelReady, responses=_V2_ERRORS)
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=_V2_ERRORS
+)
+async def model_ready(name: str, engine: EngineDep, version: str | None = None) -> ModelReady:
     """200 once the model is loaded and serving; 404 unknown, 503 loading or unavailable."""
     served(engine, name, version)
-    return Response(status_code=200)
+    return ModelReady(name=name, ready=True)
 
 
 _TENSOR = {
@@ -311,7 +311,6 @@ _INFER_DOC = {
                     },
                 }
             },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }

@@ -46,6 +46,13 @@ class ModelMetadata(BaseModel):
     )
 
 
+class ModelReady(BaseModel):
+    """GET /v2/models/{name}/ready, when it is."""
+
+    name: str
+    ready: bool
+
+
 class RequestInput(BaseModel):
     """An input tensor: ``data`` row-major (flat or nested), or ``binary_data_size`` bytes of
     the binary part."""

@@ -209,6 +209,7 @@ def _image_request(shape=(1, 1, 28, 28), **changes):
         ("vae", {"inputs": [], "parameters": {"n": 0}}, {}, "parameter n"),
         ("ae", {"outputs": [{"name": "mean"}], **_image_request()}, {}, "unknown outputs"),
         ("ae", b"{", {}, "not a JSON document"),
+        ("ae", {"inputs": []}, {}, "input 'image' is required"),
     ],
 )
 async def test_bad_requests_get_the_protocols_400(make_client, model, body, headers, message):
