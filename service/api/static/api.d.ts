@@ -87,6 +87,7 @@ export interface GenerateRequest {
   interpolate?: { start: number[]; end: number[]; steps?: number } | null;
   label?: number | null;
   labels?: number[] | null;
+  temperature?: number | null;
   format?: ImageFormat;
 }
 
