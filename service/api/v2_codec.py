@@ -111,7 +111,7 @@ def parse_request(body: bytes, header_length: str | None, specs: dict[str, Tenso
     for i, tensor in enumerate(inputs):
         tensor = _object(tensor, f"inputs[{i}]")
         name = tensor.get("name")
-        if name not in specs:
+        if not isinstance(name, str) or name not in specs:
             raise bad_request(f"unknown input {name!r}; this model takes {sorted(specs)}")
         if name in arrays:
             raise bad_request(f"input {name!r} is given twice")

@@ -196,6 +196,7 @@ def _image_request(shape=(1, 1, 28, 28), **changes):
     "model, body, headers, message",
     [
         ("ae", _image_request(name="picture"), {}, "unknown input 'picture'"),
+        ("ae", _image_request(name={}), {}, "unknown input {}"),
         ("ae", _image_request(datatype="FP64"), {}, "expected datatype FP32"),
         ("ae", _image_request(shape=[1, 1, 28, 27]), {}, "expected shape"),
         ("ae", _image_request(data=[0.5] * 783), {}, "holds 784 values but data has 783"),
