@@ -22,16 +22,29 @@ class Recorder:
 
     def __init__(self, fail_on=None):
         self.calls: list[tuple] = []
+        self.entered = self.entered_items = 0  # calls (and their items) that reached the gate
+        self.lock = threading.Lock()
         self.gate = threading.Event()
         self.gate.set()
         self.fail_on = fail_on
 
     def __call__(self, key, payloads):
+        with self.lock:
+            self.entered += 1
+            self.entered_items += len(payloads)
         self.gate.wait()
         self.calls.append((key, list(payloads)))
         if self.fail_on is not None and self.fail_on in payloads:
             raise ValueError(f"bad payload {self.fail_on}")
         return [p * 2 for p in payloads]
+
+
+async def until(condition, timeout_s: float = 10.0) -> None:
+    """Wait for ``condition()`` to hold (a call at the gate, requests queued): no fixed sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the awaited state never came"
+        await asyncio.sleep(0.001)
 
 
 @pytest.fixture
@@ -84,9 +97,9 @@ async def test_requests_queued_while_busy_form_the_next_batch_without_delay(exec
     predict.gate.clear()
     batcher = make(executor, predict)
     first = asyncio.ensure_future(batcher.submit(0, key="k"))
-    await asyncio.sleep(0.05)  # the first call is running, held at the gate
+    await until(lambda: predict.entered == 1)  # the first call is running, held at the gate
     rest = [asyncio.ensure_future(batcher.submit(i, key="k")) for i in range(1, 4)]
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher.waiting == 3)
     predict.gate.set()
     await asyncio.gather(first, *rest)
     assert [payloads for _, payloads in predict.calls] == [[0], [1, 2, 3]]
@@ -111,9 +124,9 @@ async def test_full_queue_refuses(executor):
     predict.gate.clear()
     batcher = make(executor, predict, max_queue=3)
     running = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)
+    await until(lambda: predict.entered == 1)
     waiting = [asyncio.ensure_future(batcher.submit(i, size=1)) for i in (1, 2, 3)]
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher.waiting == 3)
     with pytest.raises(QueueFull, match=r"3 items are already waiting \(limit 3\)"):
         await batcher.submit(9)
     predict.gate.set()
@@ -126,7 +139,7 @@ async def test_deadline_drops_the_request_before_it_runs(executor):
     predict.gate.clear()
     batcher = make(executor, predict)
     running = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)
+    await until(lambda: predict.entered == 1)
     with pytest.raises(DeadlineExceeded, match=r"no answer within 0\.05 s"):
         await batcher.submit(1, timeout=0.05)
     assert batcher.waiting == 0
@@ -141,9 +154,9 @@ async def test_cancelled_request_is_dropped(executor):
     predict.gate.clear()
     batcher = make(executor, predict)
     running = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)
+    await until(lambda: predict.entered == 1)
     gone = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher.waiting == 1)
     gone.cancel()
     predict.gate.set()
     await running
@@ -177,9 +190,9 @@ async def test_close_answers_everything_accepted_then_refuses(executor):
     predict.gate.clear()
     batcher = make(executor, predict, max_batch_size=2)
     accepted = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
-    await asyncio.sleep(0.05)
+    await until(lambda: predict.entered == 1 and batcher.waiting == 3)
     closing = asyncio.ensure_future(batcher.close())
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher._closing)
     with pytest.raises(ShuttingDown):
         await batcher.submit(9)
     predict.gate.set()
@@ -243,9 +256,9 @@ async def test_a_batch_is_taken_only_when_it_can_start():
         first = []
         for i in (1, 2):  # each runs as a batch of its own, held at the gate
             first.append(asyncio.ensure_future(batcher.submit(i)))
-            await asyncio.sleep(0.05)
+            await until(lambda i=i: predict.entered == i)
         later = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4, 5, 6)]
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher.waiting == 4)
         predict.gate.set()
         assert await asyncio.gather(*first, *later) == [2, 4, 6, 8, 10, 12]
         await batcher.close()
@@ -273,9 +286,12 @@ async def test_a_burst_is_shared_out_between_the_batches(concurrency, sizes):
     with ThreadPoolExecutor(3) as pool:
         batcher = make(pool, predict, max_batch_size=64, concurrency=concurrency)
         held = asyncio.ensure_future(batcher.submit(0))
-        await asyncio.sleep(0.05)
+        await until(lambda: predict.entered == 1)
         burst = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 8)]
-        await asyncio.sleep(0.05)
+        # every slot busy, and all 8 items either held at the gate or queued
+        await until(
+            lambda: predict.entered == concurrency and predict.entered_items + batcher.waiting == 8
+        )
         predict.gate.set()
         await asyncio.gather(held, *burst)
         await batcher.close()
@@ -288,9 +304,10 @@ async def test_close_waits_for_every_running_batch():
     with ThreadPoolExecutor(2) as pool:
         batcher = make(pool, predict, max_batch_size=1, concurrency=2)
         accepted = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
-        await asyncio.sleep(0.05)
+        await until(lambda: predict.entered == 2)
         closing = asyncio.ensure_future(batcher.close())
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher._closing)
+        await asyncio.sleep(0.05)  # not a wait for an event: the time close() has to end early
         assert not closing.done()
         predict.gate.set()
         await closing
