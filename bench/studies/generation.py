@@ -1,8 +1,11 @@
-"""How recognisable a VAE's samples are, by the judge (bench/studies/judge.py), as Markdown.
+"""How recognisable and how varied a VAE's samples are, by the judge (bench/studies/judge.py),
+as Markdown.
 
 Real held-out digits are scored alongside as the reference. Prior samples: 2,000 codes from a
 generator seeded with 0, as /generate draws them; labelled samples: 200 of every digit, asked
-for with ``label``, as /generate does.
+for with ``label``, as /generate does. Precision, recall and FID: 1,000 of those images (every
+other one; with ``label``, 100 of every digit) against the 1,000 held-out digits, and 1,000 real
+training digits (100 of every digit) against them as the baseline.
 """
 
 from __future__ import annotations
@@ -11,27 +14,93 @@ import torch
 
 from service.models import Checkpoint
 
-from .judge import held_out_verdict, prior_samples, verdict
+from .judge import fidelity, held_out_verdict, prior_samples, real_pairs, verdict
 
 SAMPLES, PER_LABEL, SEED = 2000, 200, 0
 GOALS = {"score": 8.5, "confident": 0.8, "agreement_min": 0.95}
+FIDELITY_GOALS = {"precision": 0.85, "recall": 0.75, "fid": 15.0}
+TEMPERATURES = (0.5, 0.7, 0.85, 1.0)
 
 
 def generation_rows(checkpoint: Checkpoint, judge) -> list[tuple[str, dict]]:
-    """(what was scored, the judge's verdict) for real digits and the VAE's samples."""
+    """(what was scored, the judge's verdict with ``precision``, ``recall`` and ``fid``) for
+    real digits and the VAE's samples; the real row's fidelity is that of 1,000 training
+    digits against the held-out ones."""
     model = checkpoint.model.eval()
-    rows = [("real held-out digits (1,000)", held_out_verdict(judge))]
+    held_out, training = real_pairs()
+    real = held_out_verdict(judge) | fidelity(judge, training, held_out)
+    rows = [("real held-out digits (1,000)", real)]
     standard = prior_samples(model, SAMPLES, SEED, standard_normal=True)
-    rows.append((f"`{checkpoint.name}` samples from N(0, I)", verdict(judge, standard)))
+    rows.append((f"`{checkpoint.name}` samples from N(0, I)", _judged(judge, standard, held_out)))
     if model.prior is not None:
         fitted = prior_samples(model, SAMPLES, SEED)
-        rows.append((f"`{checkpoint.name}` samples from its fitted prior", verdict(judge, fitted)))
+        temperature = model.prior.temperature
+        rows.append(
+            (
+                f"`{checkpoint.name}` samples from its fitted prior, temperature {temperature:g}",
+                _judged(judge, fitted, held_out),
+            )
+        )
         labels = torch.arange(model.prior.labels).repeat_interleave(PER_LABEL)
         asked = prior_samples(model, len(labels), SEED, labels=labels)
         rows.append(
-            (f"`{checkpoint.name}` with `label`, 200 per digit", verdict(judge, asked, labels))
+            (
+                f"`{checkpoint.name}` with `label`, 200 per digit",
+                _judged(judge, asked, held_out, labels),
+            )
         )
     return rows
+
+
+def _judged(judge, images, held_out, labels=None) -> dict:
+    return verdict(judge, images, labels) | fidelity(judge, images[::2], held_out)
+
+
+def temperature_rows(checkpoint: Checkpoint, judge, temperatures=TEMPERATURES) -> list[dict]:
+    """The fitted prior's samples at every temperature: the judge's verdict on 2,000 of them,
+    ``agreement_min`` of 200 per digit asked for with ``label``, and precision, recall and FID
+    of 1,000 of them; one dict per temperature, with its ``temperature``."""
+    model = checkpoint.model.eval()
+    held_out, _ = real_pairs()
+    labels = torch.arange(model.prior.labels).repeat_interleave(PER_LABEL)
+    rows = []
+    for t in temperatures:
+        images = prior_samples(model, SAMPLES, SEED, temperature=t)
+        asked = prior_samples(model, len(labels), SEED, labels=labels, temperature=t)
+        agreement = verdict(judge, asked, labels)["agreement_min"]
+        rows.append(
+            {"temperature": t, **_judged(judge, images, held_out), "agreement_min": agreement}
+        )
+    return rows
+
+
+def fidelity_table(rows: list[tuple[str, dict]]) -> str:
+    """Precision, recall and FID of the rows as a Markdown table, the real baseline first."""
+    lines = ["| images | precision | recall | FID (judge's features) |", "|---|---|---|---|"]
+    for name, v in rows:
+        shown = "1,000 real training digits (100 per digit)" if name.startswith("real") else name
+        lines.append(f"| {shown} | {v['precision']:.2f} | {v['recall']:.2f} | {v['fid']:.1f} |")
+    return "\n".join(lines)
+
+
+def temperature_table(rows: list[dict], served: float) -> str:
+    """The rows of ``temperature_rows`` as a Markdown table; the served temperature in bold."""
+    lines = [
+        "| temperature | precision | recall | FID | classifier score | judged with p > 0.9 "
+        "| lowest agreement with `label` |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in rows:
+        t = (
+            f"**{v['temperature']:g} (served)**"
+            if v["temperature"] == served
+            else f"{v['temperature']:g}"
+        )
+        lines.append(
+            f"| {t} | {v['precision']:.2f} | {v['recall']:.2f} | {v['fid']:.1f} | {v['score']:.2f} "
+            f"| {100 * v['confident']:.1f}% | {100 * v['agreement_min']:.1f}% |"
+        )
+    return "\n".join(lines)
 
 
 def generation_table(rows: list[tuple[str, dict]]) -> str:

@@ -229,17 +229,30 @@ def prior_samples(
     seed: int = 0,
     labels: torch.Tensor | None = None,
     standard_normal: bool = False,
+    temperature: float | None = None,
 ) -> torch.Tensor:
     """(n, 1, 28, 28) images decoded from ``model``'s prior (its fitted one unless
-    ``standard_normal``), drawn from a generator seeded with ``seed``, as /generate does."""
+    ``standard_normal``, at ``temperature`` or the prior's own), drawn from a generator seeded
+    with ``seed``, as /generate does."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     features = model.decoder[0].in_features
     if standard_normal or model.prior is None:
         z = torch.randn(n, features, generator=generator)
     else:
-        z = model.prior.sample(n, generator, labels)
+        z = model.prior.sample(n, generator, labels, temperature)
     return torch.cat([model.decode(part) for part in z.split(500)])
+
+
+def real_pairs(per_digit: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference, other) real images in [0, 1]: the held-out digits, and the first
+    ``per_digit`` training digits of every class (as many as held out by default), whose
+    precision, recall and FID against the held-out ones are the baseline of generated images."""
+    splits = load_mnist_5k()
+    rows = torch.cat(
+        [(splits.train_labels == y).nonzero().squeeze(1)[:per_digit] for y in range(10)]
+    )
+    return to_pixels(splits.test_images), to_pixels(splits.train_images[rows])
 
 
 def held_out_verdict(judge: MnistCNN) -> dict:

@@ -36,7 +36,15 @@ from service.models import MLPVAEConfig, VariationalAutoEncoder, load_checkpoint
 from training.data import load_mnist_5k, to_pixels
 from training.recipes import DEFAULT_MODELS
 
-from .generation import agreement_line, generation_rows, generation_table, save_sample_grids
+from .generation import (
+    agreement_line,
+    fidelity_table,
+    generation_rows,
+    generation_table,
+    save_sample_grids,
+    temperature_rows,
+    temperature_table,
+)
 from .judge import load_or_train_judge
 
 GENERATION = "## Generation"
@@ -92,13 +100,25 @@ def defaults(out: Path) -> tuple[dict[str, dict], float]:
     return results, wall
 
 
-def generation_section(checkpoint_path: Path) -> tuple[str, dict]:
+def generation_section(checkpoint_path: Path, note: str = "") -> tuple[str, dict]:
     """The judge's verdicts on a VAE checkpoint: the Markdown section of docs/training.md, and
-    the verdicts by role (``GENERATION_ROLES``) for docs/training.json."""
+    the verdicts by role (``GENERATION_ROLES``, and ``temperatures``: the fitted prior at every
+    temperature of the study) for docs/training.json."""
     checkpoint = load_checkpoint(checkpoint_path)
-    rows = generation_rows(checkpoint, load_or_train_judge())
+    judge = load_or_train_judge()
+    rows = generation_rows(checkpoint, judge)
     SAMPLES_PNG.parent.mkdir(parents=True, exist_ok=True)
     save_sample_grids(checkpoint, SAMPLES_PNG)
+    verdicts = {role: v for role, (_, v) in zip(GENERATION_ROLES, rows, strict=False)}
+    prior = checkpoint.model.prior
+    by_temperature = ""
+    if prior is not None:
+        verdicts["temperatures"] = temperature_rows(checkpoint, judge)
+        by_temperature = (
+            f"The fitted prior of the same checkpoint at other temperatures (`temperature` of "
+            f"/generate; the same samples' sizes and seed):\n\n"
+            f"{temperature_table(verdicts['temperatures'], prior.temperature)}\n\n"
+        )
     metrics = checkpoint.metadata.get("metrics", {})
     bound = (
         f" Held-out negative ELBO of this checkpoint: {metrics['neg_elbo']:.1f} nats with the "
@@ -109,16 +129,22 @@ def generation_section(checkpoint_path: Path) -> tuple[str, dict]:
         else ""
     )
     section = (
-        f"{GENERATION}\n\n"
+        f"{GENERATION}\n\n{note}"
         "Judge: a classifier of its own architecture, seed and recipe (bench/studies/judge.py), "
         "trained on the 4,000 training digits only. Classifier score: "
         "exp(E[KL(p(y|x) || p(y))]), 10 at "
         "best. Samples: 2,000 from the prior (seed 0); with `label`: 200 per digit. Goals: "
         "score >= 8.5, >= 80% judged with p > 0.9, >= 95% agreement for every digit.\n\n"
         f"{generation_table(rows)}\n\n{agreement_line(rows)}{bound}\n\n"
+        "Fidelity and variety in the judge's hidden features (its 256 activations before the "
+        "last layer): precision and recall (Kynkäänniemi et al. 2019, k = 3) and FID of 1,000 "
+        "images (every other sample above; with `label`, 100 per digit) against the 1,000 "
+        "held-out digits; the first row is 1,000 real training digits against them. Goals at "
+        "the served defaults: precision >= 0.85, recall >= 0.75, FID <= 15.\n\n"
+        f"{fidelity_table(rows)}\n\n{by_temperature}"
         f"![samples]({SAMPLES_PNG.relative_to('docs')})\n"
     )
-    return section, {role: v for role, (_, v) in zip(GENERATION_ROLES, rows, strict=False)}
+    return section, verdicts
 
 
 def _with_section(text: str, section: str) -> str:
@@ -140,13 +166,22 @@ def _hand_written(path: Path) -> str:
 
 def _judge_one(vae: Path, out: Path) -> None:
     """Rewrite only the generation section of ``out`` for the checkpoint ``vae``."""
-    section, verdicts = generation_section(vae)
+    run = {
+        "command": f"python -m bench.studies.training_quality --vae {vae}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    note = (
+        f"Judged on {run['date']} (`{run['command']}`, a checkpoint of `python -m training vae`); "
+        "the figures above this section are of the run named at the top.\n\n"
+    )
+    section, verdicts = generation_section(vae, note)
     print(section)
     text = out.read_text() if out.is_file() else "# Training quality\n"
     out.write_text(_with_section(text, section))
     figures = out.with_suffix(".json")
     results = json.loads(figures.read_text()) if figures.is_file() else {}
-    figures.write_text(json.dumps(results | {"generation": verdicts}, indent=2) + "\n")
+    results |= {"generation": verdicts, "generation_run": run}
+    figures.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _train_and_measure(epochs: int) -> tuple[dict, str]:
