@@ -157,7 +157,7 @@ def test_runs_as_uid_10001_on_a_read_only_root(container):
 
 def test_the_image_healthcheck_passes(image, container):
     config = json.loads(_podman("image", "inspect", image).stdout)[0]
-    assert "/healthz" in " ".join(config["HealthCheck"]["Test"])  # kept: --format docker
+    assert "/healthz" in " ".join(config["Healthcheck"]["Test"])  # kept: --format docker
     assert _podman("healthcheck", "run", container[0]).returncode == 0
 
 
