@@ -24,8 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
-UNPOOL_MODES = ("sum", "overwrite")
-
 
 @dataclass(frozen=True)
 class ReluRule:
@@ -94,22 +92,18 @@ class UndoableMaxPool2d(nn.Module):
     ----------
     module : nn.MaxPool2d
         Any kernel, stride, padding, dilation and ceil mode.
-    unpool : {"sum", "overwrite"}
-        ``"sum"`` (default) undoes pooling with its transpose: every value goes back to the
-        position that won its window (its switch), and values of overlapping windows that share
-        a switch are added. This is deterministic on every device and thread count.
-        ``"overwrite"`` uses ``F.max_unpool2d``, where one of the values sharing a switch wins;
-        which one depends on the device and thread count.
+
+    Pooling is undone with its transpose: every value goes back to the position that won its
+    window (its switch), and values of overlapping windows that share a switch are added
+    (``F.max_unpool2d`` would let one of them win, which one depending on the device and thread
+    count). This is deterministic on every device and thread count.
     """
 
-    def __init__(self, module: nn.MaxPool2d, unpool: str = "sum"):
+    def __init__(self, module: nn.MaxPool2d):
         super().__init__()
-        if unpool not in UNPOOL_MODES:
-            raise ValueError(f"expected unpool in {UNPOOL_MODES} but received {unpool!r}")
         if module.return_indices:
             raise TypeError(f"{module!r} returns indices; wrap a plain MaxPool2d")
         self.original = module
-        self.unpool = unpool
 
     @property
     def kwargs(self) -> dict:
@@ -135,10 +129,6 @@ class UndoableMaxPool2d(nn.Module):
         """
         indices, size = context
         kw = self.kwargs
-        if self.unpool == "overwrite":
-            return F.max_unpool2d(
-                y, indices, kw["kernel_size"], kw["stride"], kw["padding"], output_size=size
-            )
         # max-pooling's own backward kernel is exactly the transpose (it adds values that share
         # a switch) and gathers rather than scatters on CUDA, so it is deterministic there too
         return torch.ops.aten.max_pool2d_with_indices_backward(
@@ -331,8 +321,6 @@ class UndoableSequential(nn.Module):
     module : nn.Sequential
         A stack of Conv2d, ReLU, MaxPool2d and AvgPool2d layers, e.g. the ``features`` of
         torchvision's AlexNet or VGG.
-    unpool : {"sum", "overwrite"}
-        How max-pooling is undone; see ``UndoableMaxPool2d``.
     """
 
     UNDOABLE_MODULES = {
@@ -342,20 +330,18 @@ class UndoableSequential(nn.Module):
         nn.ReLU: UndoableReLU,
     }
 
-    def __init__(self, module: nn.Sequential, unpool: str = "sum"):
+    def __init__(self, module: nn.Sequential):
         super().__init__()
         self.original = module
-        self.wrapped = nn.ModuleList([self._wrap(i, m, unpool) for i, m in enumerate(module)])
+        self.wrapped = nn.ModuleList([self._wrap(i, m) for i, m in enumerate(module)])
 
-    def _wrap(self, index: int, module: nn.Module, unpool: str) -> nn.Module:
+    def _wrap(self, index: int, module: nn.Module) -> nn.Module:
         undoable = self.UNDOABLE_MODULES.get(type(module))
         if undoable is None:
             supported = ", ".join(t.__name__ for t in self.UNDOABLE_MODULES)
             raise TypeError(
                 f"layer {index + 1} ({module!r}) cannot be undone; expected one of {supported}"
             )
-        if undoable is UndoableMaxPool2d:
-            return undoable(module, unpool=unpool)
         return undoable(module)
 
     def __len__(self) -> int:
