@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
 import os
 import platform
@@ -180,7 +179,6 @@ def _metadata(options, recipe, splits, history, device, world_size) -> dict:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": importlib.metadata.version("torchvision"),
         },
         "git_commit": _git_commit(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

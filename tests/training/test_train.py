@@ -27,6 +27,7 @@ def test_every_model_trains_into_a_checkpoint_of_the_weights_it_evaluated(tmp_pa
     meta = checkpoint.metadata
     assert meta["data"] == "mnist-5k" and meta["epochs"] == 1 and meta["seed"] == 1806
     assert meta["test_images"] == 1000 and meta["versions"]["torch"] == torch.__version__
+    assert set(meta["versions"]) == {"python", "torch"}  # the models use no torchvision
     # the saved weights are the ones that were evaluated: evaluating them again gives the
     # metrics in the file (evaluate's own correctness: the hand-computed test below)
     recipe = _options(tmp_path, model).recipe()

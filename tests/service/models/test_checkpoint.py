@@ -60,6 +60,19 @@ def test_round_trip_gives_the_same_outputs(tmp_path, config, assumption):
     assert torch.equal(out, expected)
 
 
+def test_checkpoints_that_record_a_torchvision_version_still_load(saved):
+    # training recorded torchvision's version in every checkpoint until it stopped using it
+    path, model = saved
+    json_path = path.with_name("ae.json")
+    document = json.loads(json_path.read_text())
+    document["metadata"]["versions"] = {"python": "3.11.7", "torchvision": "0.19.0"}
+    json_path.write_text(json.dumps(document))
+    loaded = load_checkpoint(path)
+    assert loaded.metadata["versions"]["torchvision"] == "0.19.0"
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(loaded.model(x), model.eval()(x))
+
+
 def test_missing_files_are_named(saved, tmp_path):
     with pytest.raises(CheckpointError, match=r"expected checkpoint metadata at .*nope.json"):
         load_checkpoint(tmp_path / "nope")
