@@ -53,8 +53,8 @@ serve: $(SERVE_STAMP)
 test: lint pytest
 
 lint: $(STAMP) $(JSLINT) $(TSC_STAMP)
-	$(BIN)/ruff check service training tests bench client
-	$(BIN)/ruff format --check service training tests bench client
+	$(BIN)/ruff check service training tests bench client devkit
+	$(BIN)/ruff format --check service training tests bench client devkit
 	$(BIN)/hadolint Dockerfile
 	.cache/jslint/node_modules/.bin/eslint --max-warnings 0 $(PAGE_JS)
 	.cache/jslint/node_modules/.bin/prettier --check $(PAGE_JS) $(wildcard service/api/static/*.d.ts) \
