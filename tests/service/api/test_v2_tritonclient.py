@@ -31,7 +31,7 @@ def service(checkpoint_dir, hub_dir, tmp_path_factory):
     with running_service(
         checkpoints,
         directory / "server.log",
-        module="tests.fake_weights",
+        module="devkit.fake_weights",
         TORCH_HOME=str(hub_dir),
         UNCONV_NETWORKS="alexnet",
         UNCONV_API_KEY="k",
