@@ -26,7 +26,12 @@ export class GeneratePanel {
     const later = debounce(() => this.generate(), 250);
     this.select.addEventListener("change", () => {
       this.#labels();
+      this.#temperature();
       this.generate();
+    });
+    $("#gen-temperature").addEventListener("input", () => {
+      $("#gen-temperature-out").value = Number($("#gen-temperature").value).toFixed(2);
+      later();
     });
     $("#gen-label").addEventListener("change", () => this.generate());
     $("#gen-seed").addEventListener("input", later);
@@ -54,6 +59,8 @@ export class GeneratePanel {
     this.vaes = models.filter((m) => m.endpoints.includes("generate"));
     const logVar = contract?.components?.schemas?.GenerateRequest?.properties?.log_var;
     this.minLogVar = schemaValue(logVar, "minimum") ?? null;
+    const temperature = contract?.components?.schemas?.GenerateRequest?.properties?.temperature;
+    $("#gen-temperature").max = String(schemaValue(temperature, "maximum") ?? 2);
     fillModelSelect(
       this.select,
       $("#gen-model-note"),
@@ -61,6 +68,7 @@ export class GeneratePanel {
       (m) => `${m.name} (${m.latent_size} latent dimensions)`,
     );
     this.#labels();
+    this.#temperature();
   }
 
   shown() {
@@ -84,6 +92,13 @@ export class GeneratePanel {
     $("#gen-label-row").hidden = labels.length === 0;
   }
 
+  /** The temperature slider starts at the chosen model's own (`temperature` in /models). */
+  #temperature() {
+    const value = this.#model()?.temperature ?? 1;
+    $("#gen-temperature").value = String(value);
+    $("#gen-temperature-out").value = value.toFixed(2);
+  }
+
   async generate() {
     const model = this.#model();
     if (!model) return;
@@ -92,6 +107,7 @@ export class GeneratePanel {
     if (Number.isInteger(seed)) body.seed = seed;
     const label = $("#gen-label").value;
     if (label !== "") body.label = Number(label);
+    body.temperature = Number($("#gen-temperature").value);
     await this.grid.run((signal) => this.page.api.generate(body, signal), {
       retry: () => this.generate(),
       shown: (answer) => {

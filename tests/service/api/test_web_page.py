@@ -241,6 +241,17 @@ def test_generate_grid_sliders_and_walk(visit, api):
     page.get_by_role("button", name="Pause").click()
     v.shoot("generate")
     assert axe_violations(page) == []
+    # the temperature starts at the model's own; at the contract's maximum the grid is the API's
+    temperature = page.locator("#gen-temperature")
+    assert float(temperature.input_value()) == _models(api)["vae"]["temperature"]
+    temperature.focus()
+    page.keyboard.press("End")
+    hot = api.post(
+        "/generate", json={"model": "vae", "n": 16, "seed": 7, "temperature": 2, "format": "json"}
+    )
+    expect(page.locator("#gen-grid img").first).to_have_attribute(
+        "src", "data:image/png;base64," + hot.json()["images"][0]["image_png"]
+    )
     page.get_by_role("button", name="New seed").click()
     expect(page.locator("#gen-grid img").first).not_to_have_attribute("src", first)
     assert v.errors == []
