@@ -47,9 +47,11 @@ models.alexnet(weights='IMAGENET1K_V1'); models.vgg16(weights='IMAGENET1K_V1')";
     elif [ "$IMAGENET_WEIGHTS" != "skip" ]; then \
         echo "IMAGENET_WEIGHTS is download or skip, not $IMAGENET_WEIGHTS" >&2; exit 1; \
     fi
+# the project as a wheel, installed in the runtime stage: the venv copied there holds only the
+# dependencies, so that a change to the source does not copy its 5 GB again
 COPY service ./service
 COPY training ./training
-RUN pip install --no-deps .
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="unconv" \
@@ -71,6 +73,8 @@ RUN groupadd --system --gid 10001 unconv \
     && chown unconv:unconv /checkpoints /app
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/torch /opt/torch
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps --no-index /wheels/*.whl
 WORKDIR /app
 USER 10001:10001
 VOLUME ["/checkpoints"]
