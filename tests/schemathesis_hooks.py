@@ -7,7 +7,11 @@ Two things JSON Schema cannot say, and the fuzzer must know to send valid reques
 - ``/generate``'s ``mean`` and ``log_var`` hold 1 or the same number n of vectors, and ``n``,
   when given with them, is that number (equal lengths across fields are beyond JSON Schema).
   Bodies that break this are answered 422 (tested in tests/test_api_generate.py); here they
-  are kept out of the *positive* cases only, so negative ones still probe them.
+  are kept out of the *positive* cases only, so negative ones still probe them; likewise
+  ``n`` with ``labels`` is their number;
+
+- a v2 inference request's tensor ``data`` holds as many values as its ``shape`` says: the
+  valid requests get data drawn to fit (``map_case``).
 
 And one quirk of schemathesis: its coverage scenario "multipart body with custom encoding"
 sends the required ``layer`` of /visualise as an empty string, which is no integer (the
@@ -68,6 +72,11 @@ def _consistent_counts(body: dict) -> bool:
     return not counts or "n" not in body or body["n"] in counts
 
 
+def _consistent_labels(body: dict) -> bool:
+    labels = body.get("labels")
+    return not isinstance(labels, list) or body.get("n") in (None, len(labels))
+
+
 def _valid_form(case) -> bool:
     """Whether a multipart body meets its schema (files stand in as text)."""
     content = case.operation.definition.raw["requestBody"]["content"]
@@ -83,6 +92,15 @@ def _valid_form(case) -> bool:
     return jsonschema.Draft202012Validator(schema).is_valid(body)
 
 
+def _is_infer(case) -> bool:
+    return case.operation.path.startswith("/v2/models/") and case.operation.method.lower() == "post"
+
+
+def _valid_json(case) -> bool:
+    schema = case.operation.definition.raw["requestBody"]["content"]["application/json"]
+    return jsonschema.Draft202012Validator(schema["schema"]).is_valid(case.body)
+
+
 @schemathesis.hook
 def filter_case(context, case) -> bool:
     meta = case.meta
@@ -91,9 +109,35 @@ def filter_case(context, case) -> bool:
     if not meta.generation.mode.is_positive:
         # schemathesis can break one branch of an anyOf and call the body invalid while
         # another branch holds: such a body is valid, and no negative case
+        if _is_infer(case):
+            return not _valid_json(case)
         return case.operation.path not in ("/visualise", "/reconstruct") or not _valid_form(case)
     if case.operation.path == "/generate":
-        return _consistent_counts(case.body)
+        return _consistent_counts(case.body) and _consistent_labels(case.body)
     if case.operation.path == "/visualise":
         return case.body.get("layer") != ""
     return True
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """A valid inference request's tensors hold as many values as their shapes say (JSON
+    Schema cannot tie the two): each input's data is drawn again to fit its shape, within the
+    value range its schema states."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or not _is_infer(case):
+        return case
+    if not isinstance(case.body, dict) or not isinstance(case.body.get("inputs"), list):
+        return case
+    rng = np.random.default_rng(len(case.body["inputs"]))
+    for tensor in case.body["inputs"]:
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if isinstance(shape, list) and all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) and d >= 1 for d in shape
+        ):
+            high = 1.0 if tensor.get("name") == "image" else 3.0
+            low = 0.0 if tensor.get("name") == "image" else -3.0
+            tensor["data"] = (
+                rng.uniform(low, high, int(np.prod([int(d) for d in shape]))).round(4).tolist()
+            )
+    return case

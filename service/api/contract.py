@@ -15,10 +15,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ..engine.registry import ModelState
 from ..models import DEFAULT_K, candidate_count
 from .errors import ERRORS, codes_by_status
 from .forms import form_value_schema
 from .schemas import ErrorResponse
+from .v2_contract import narrow_v2
 
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "`ApiKey`", "schema": {"type": "string"}}},
@@ -70,35 +72,47 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict:
         engine = getattr(app.state, "engine", None)
-        if engine is not None and id(engine) in kept:
-            return kept[id(engine)]
+        # a model loaded or unloaded (POST /v2/repository/...) changes the document
+        key = (id(engine), getattr(engine, "revision", 0))
+        if engine is not None and key in kept:
+            return kept[key]
         spec = copy.deepcopy(generic())
         generate = spec["components"]["schemas"].get("GenerateRequest")
         if generate is not None:
-            generate.setdefault("allOf", []).append(_INTERPOLATE_ALONE)
+            generate.setdefault("allOf", []).extend(_PRIOR_ALONE)
         if engine is None:
             return spec
         narrow(spec, engine.models.values(), engine.settings)
         if engine.ready:
             kept.clear()
-            kept[id(engine)] = spec
+            kept[key] = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
 def narrow(spec: dict, models, settings) -> dict:
-    """Constrain ``spec`` to what ``models`` accept. Mutates and returns ``spec``."""
-    models = list(models)
+    """Constrain ``spec`` to what ``models`` accept. Mutates and returns ``spec``.
+
+    Unavailable models (a network without its weights, a broken checkpoint) are left out: they
+    answer 503. A route that no model serves is left out of the document.
+    """
+    models = [m for m in models if m.state is not ModelState.UNAVAILABLE]
     paths = spec["paths"]
+    for path, endpoint in (("/visualise", "visualise"), ("/reconstruct", "reconstruct")):
+        if path in paths and not _names(models, endpoint):
+            del paths[path]
+    if "/generate" in paths and not _names(models, "generate"):
+        del paths["/generate"]
     if "/visualise" in paths:
         _narrow_visualise(_form_schema(paths["/visualise"]), models)
     if "/reconstruct" in paths:
         form = _form_schema(paths["/reconstruct"])
         form_value_schema(form["properties"]["model"])["enum"] = _names(models, "reconstruct")
         form["properties"]["file"]["maxItems"] = settings.max_files
-    if "GenerateRequest" in spec["components"]["schemas"]:
+    if "/generate" in paths:
         _narrow_generate(spec["components"]["schemas"]["GenerateRequest"], models)
+    narrow_v2(paths, models, settings)
     return spec
 
 
@@ -160,6 +174,7 @@ def _narrow_generate(schema: dict, models) -> None:
             "properties": {"model": {"const": model.name}},
             "required": [] if model.name == default else ["model"],
         }
+        branch["properties"] |= _labels_schema(model.labels)
         size = model.latent_size
         if size is not None:
             vector = {"type": "array", "minItems": size, "maxItems": size}
@@ -174,8 +189,30 @@ def _narrow_generate(schema: dict, models) -> None:
     schema["anyOf"] = branches
 
 
-# interpolate (when not null) leaves mean and log_var absent or null
-_INTERPOLATE_ALONE = {
-    "if": {"properties": {"interpolate": {"type": "object"}}, "required": ["interpolate"]},
-    "then": {"properties": {"mean": {"type": "null"}, "log_var": {"type": "null"}}},
-}
+def _labels_schema(labels: list[str] | None) -> dict:
+    """``label`` and ``labels``: indices into the model's labels; null for one without."""
+    if not labels:
+        return {"label": {"type": "null"}, "labels": {"type": "null"}}
+    index = {"type": "integer", "minimum": 0, "maximum": len(labels) - 1}
+    return {
+        "label": {"anyOf": [index, {"type": "null"}]},
+        "labels": {"anyOf": [{"type": "array", "items": index}, {"type": "null"}]},
+    }
+
+
+def _alone(field: str, given: dict, absent: tuple[str, ...]) -> dict:
+    """When ``field`` is given (not null), the ``absent`` fields are absent or null."""
+    return {
+        "if": {"properties": {field: given}, "required": [field]},
+        "then": {"properties": {name: {"type": "null"} for name in absent}},
+    }
+
+
+_GIVEN_LATENTS = ("mean", "log_var", "interpolate")
+# interpolate leaves mean and log_var out; label, labels and temperature are for prior samples
+_PRIOR_ALONE = [
+    _alone("interpolate", {"type": "object"}, ("mean", "log_var")),
+    _alone("temperature", {"type": "number"}, _GIVEN_LATENTS),
+    _alone("label", {"type": "integer"}, (*_GIVEN_LATENTS, "labels")),
+    _alone("labels", {"type": "array"}, _GIVEN_LATENTS),
+]

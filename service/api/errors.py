@@ -32,10 +32,19 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
     ErrorCode.BAD_INFERENCE_REQUEST: ErrorKind(
         400, "A v2 inference request's tensors or parameters do not match the model"
     ),
+    ErrorCode.LOAD_FAILED: ErrorKind(
+        400, "The checkpoint does not load; the model loaded before keeps serving"
+    ),
     ErrorCode.UNAUTHORIZED: ErrorKind(
         401, "The X-API-Key header is missing or wrong (only when UNCONV_API_KEY is set)"
     ),
+    ErrorCode.REPOSITORY_DISABLED: ErrorKind(
+        403, "Loading and unloading models is off (UNCONV_MODEL_CONTROL=explicit turns it on)"
+    ),
     ErrorCode.UNKNOWN_MODEL: ErrorKind(404, "No model of that name"),
+    ErrorCode.MODEL_NOT_LOADED: ErrorKind(
+        404, "A v2 route's model is not loaded (unavailable or unloaded); `detail` says why"
+    ),
     ErrorCode.NOT_FOUND: ErrorKind(404, "No such route"),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorKind(405, "The route does not take that method"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorKind(

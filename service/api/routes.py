@@ -72,6 +72,20 @@ async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:
     task.cancel()
 
 
+def _chosen(engine: Engine, name: str, endpoint: str, given: bool) -> ServedModel:
+    """``engine.model``; a default that is unavailable is the client's to replace (422),
+    as the OpenAPI document then asks for the name (the named one answers 503)."""
+    try:
+        return engine.model(name, endpoint)
+    except RequestError as err:
+        if given or err.code is not ErrorCode.MODEL_UNAVAILABLE:
+            raise
+        served = sorted(
+            n for n, m in engine.models.items() if m.available and endpoint in m.endpoints
+        )
+        raise invalid_parameters(f"the default, {err.detail}; name one of {served}") from None
+
+
 def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None) -> None:
     layers = len(model.layer_shapes)
     if layer > layers:
@@ -105,7 +119,7 @@ async def visualise(request: Request, engine: EngineDep) -> Response:
     form, uploads = await read_form(request, VisualiseForm)
     if len(uploads) > 1:
         raise invalid_parameters("file: /visualise takes one image per request")
-    model = engine.model(form.network, "visualise")
+    model = _chosen(engine, form.network, "visualise", "network" in form.model_fields_set)
     _check_visualise(model, form.layer, form.k, form.channel)
 
     def encode(vis):
@@ -125,7 +139,7 @@ async def visualise(request: Request, engine: EngineDep) -> Response:
 async def reconstruct(request: Request, engine: EngineDep) -> Response:
     """Reconstruct uploaded images with an auto-encoder or a VAE."""
     form, uploads = await read_form(request, ReconstructForm)
-    model = engine.model(form.model, "reconstruct")
+    model = _chosen(engine, form.model, "reconstruct", "model" in form.model_fields_set)
     max_files = engine.settings.max_files
     if len(uploads) > max_files:
         raise RequestError(
@@ -145,7 +159,7 @@ async def reconstruct(request: Request, engine: EngineDep) -> Response:
 )
 async def generate(body: GenerateRequest, request: Request, engine: EngineDep) -> Response:
     """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
-    model = engine.model(body.model, "generate")
+    model = _chosen(engine, body.model, "generate", "model" in body.model_fields_set)
     z, seed = latent_codes(body, model.latent_size, model.prior, model.labels)
     job = GenerateJob(z, lambda images: generation_response(images, z, seed, model, body.format))
     return await run(engine, model, ("generate",), job, len(z), request)

@@ -25,6 +25,18 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
+def _json_number(value: Any) -> Any:
+    """A JSON number: not `true` or "0.5"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+Temperature = Annotated[
+    float,
+    Field(ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False),
+    BeforeValidator(_json_number),
+]
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 # JSON numbers are strict: `true` and "1" are not numbers
 LatentMean = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e4, le=1e4)]
@@ -170,11 +182,8 @@ class GenerateRequest(BaseModel):
         max_length=MAX_GENERATE,
         description="One class index per image, instead of `label`; sets `n`",
     )
-    temperature: float | None = Field(
+    temperature: Temperature | None = Field(
         None,
-        ge=0,
-        le=MAX_TEMPERATURE,
-        allow_inf_nan=False,
         description="Scale of the prior's noise: lower gives more typical images, higher more "
         "varied ones; by default the model's own (`temperature` in /models). Prior samples "
         "only: not with `mean`, `log_var` or `interpolate`",

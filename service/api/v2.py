@@ -10,7 +10,8 @@ Tensors (each model's ``GET /v2/models/{name}`` lists its own; ``-1``: any size)
 - a VAE given ``z`` (FP32 ``[-1, D]``) instead decodes it; given no input it samples
   (``parameters``: ``n``, ``seed``, ``label``, as ``/generate``); both answer ``generated``
   ``[-1, C, H, W]`` and ``z``, and sampling answers the seed in the response's parameters;
-- a network or classifier (``parameters``: ``layer``, required, ``k``, ``channel``) answers
+- a network or classifier (``parameters``: ``layer``, required, ``k``, ``channel``, ``method``
+  as ``/visualise``) answers
   ``projection`` ``[-1, C, H, W]``, the kept activations' positions ``activations`` (INT64
   ``[-1, k, 3]``: channel, y, x) and their values ``activation_values`` (FP32 ``[-1, k]``).
 
@@ -32,12 +33,20 @@ from .. import __version__
 from ..engine import Engine, ErrorCode, RequestError, ServedModel
 from ..engine.imaging import Pixels
 from ..engine.latents import latent_codes
+from ..engine.registry import ModelState
 from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
-from ..models import DEFAULT_K
+from ..models import DEFAULT_K, DEFAULT_METHOD, METHODS
 from .contract import error_responses
 from .routes import _check_visualise, get_engine, run
 from .schemas import MAX_GENERATE, MAX_LABEL, GenerateRequest
-from .v2_codec import HEADER_LENGTH, InferRequest, TensorSpec, bad_request, encode_response
+from .v2_codec import (
+    HEADER_LENGTH,
+    InferRequest,
+    TensorSpec,
+    bad_request,
+    encode_response,
+    integral,
+)
 from .v2_codec import parse_request as parse_infer_request
 from .v2_schemas import (
     InferenceResponse,
@@ -87,6 +96,11 @@ def served(engine: Engine, name: str, version: str | None = None) -> ServedModel
             f"no model {name!r}; the service has {sorted(engine.models)} "
             "(POST /v2/repository/index lists them with their state)",
         )
+    if model.state is ModelState.UNAVAILABLE:  # Triton: a model that is not loaded
+        raise RequestError(
+            ErrorCode.MODEL_NOT_LOADED,
+            f"model {name!r} is not loaded: {model.reason}",
+        )
     if version not in (None, VERSION):
         raise RequestError(
             ErrorCode.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}, only {VERSION!r}"
@@ -98,9 +112,9 @@ def served(engine: Engine, name: str, version: str | None = None) -> ServedModel
 
 
 def _integer(parameters: dict, name: str, low: int, high: int, default: int | None = None):
-    value = parameters.get(name, default)
-    if value is None:
-        return None
+    value = integral(parameters.get(name))
+    if value is None:  # absent or null: the default
+        return default
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise bad_request(
             f"parameter {name}: expected an integer from {low} to {high} but received {value!r}"
@@ -201,12 +215,17 @@ async def _visualise(engine: Engine, model: ServedModel, request: InferRequest, 
     if "image" not in request.inputs:
         raise bad_request("input 'image' is required")
     p = request.parameters
-    _only(p, ("layer", "k", "channel"))
-    if "layer" not in p:
+    _only(p, ("layer", "k", "channel", "method"))
+    if p.get("layer") is None:
         raise bad_request(f"parameter layer is required: 1 to {len(model.layer_shapes)}")
     layer = _integer(p, "layer", 1, len(model.layer_shapes))
     k = _integer(p, "k", 1, 2**31, DEFAULT_K)
     channel = _integer(p, "channel", 0, 2**31)
+    method = DEFAULT_METHOD if p.get("method") is None else p["method"]
+    if method not in METHODS:
+        raise bad_request(
+            f"parameter method: expected one of {list(METHODS)} but received {method!r}"
+        )
     _check_visualise(model, layer, k, channel)
     images = _images(request, engine)
 
@@ -215,7 +234,7 @@ async def _visualise(engine: Engine, model: ServedModel, request: InferRequest, 
         return vis.projection.numpy(), kept.numpy(), vis.value.numpy()
 
     jobs = [VisualiseJob(Pixels(image[None]), encode) for image in images]
-    key = ("visualise", layer, k, channel)
+    key = ("visualise", layer, k, channel, method)  # as /visualise's: they batch together
     answers = await run(_EachImage(engine), model, key, jobs, len(jobs), http)
     projection, kept, values = (np.concatenate(parts) for parts in zip(*answers, strict=True))
     produced = {
@@ -338,7 +357,10 @@ _INFER_ROUTE = {
         200: {
             "model": InferenceResponse,
             "description": "JSON, or JSON then binary "
-            "tensor data when an output asks for binary_data",
+            f"tensor data when an output asks for binary_data ({HEADER_LENGTH} says where)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         }
     }
     | _V2_ERRORS,

@@ -65,6 +65,17 @@ def _object(value: Any, what: str) -> dict:
     return value
 
 
+def integral(value: Any) -> Any:
+    """JSON Schema's integer: 2 and 2.0 are both 2; anything else is left as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _optional_object(value: Any, what: str) -> dict:
+    return {} if value is None else _object(value, what)
+
+
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """The JSON part and the binary part of a body."""
     if header_length is None:
@@ -121,7 +132,7 @@ def parse_request(body: bytes, header_length: str | None, specs: dict[str, Tenso
             f"the binary part has {len(binary)} bytes but the inputs' binary_data_size "
             f"add up to {offset}; {HEADER_LENGTH} or a binary_data_size is wrong"
         )
-    parameters = _object(document.get("parameters") or {}, "parameters")
+    parameters = _optional_object(document.get("parameters"), "parameters")
     binary_output = parameters.pop("binary_data_output", False)
     if not isinstance(binary_output, bool):
         raise bad_request("parameters.binary_data_output: expected true or false")
@@ -141,6 +152,8 @@ def _input(tensor: dict, spec: TensorSpec, binary: bytes, offset: int):
         raise bad_request(
             f"input {name!r}: expected datatype {spec.datatype} but received {datatype!r}"
         )
+    if isinstance(shape, list):  # JSON's integers: 2 and 2.0
+        shape = [integral(d) for d in shape]
     if (
         not isinstance(shape, list)
         or len(shape) != len(spec.shape)
@@ -153,7 +166,10 @@ def _input(tensor: dict, spec: TensorSpec, binary: bytes, offset: int):
         )
     dtype = DATATYPES[spec.datatype]
     count = math.prod(shape)
-    parameters = _object(tensor.get("parameters") or {}, f"input {name!r} parameters")
+    parameters = _optional_object(tensor.get("parameters"), f"input {name!r} parameters")
+    unknown = sorted(set(parameters) - {"binary_data_size"})
+    if unknown:
+        raise bad_request(f"input {name!r}: unknown parameters {unknown}; only binary_data_size")
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in tensor:
@@ -205,7 +221,7 @@ def _requested_outputs(document: dict, binary_output: bool) -> dict[str, bool] |
     requested = {}
     for i, output in enumerate(outputs):
         output = _object(output, f"outputs[{i}]")
-        parameters = _object(output.get("parameters") or {}, f"outputs[{i}].parameters")
+        parameters = _optional_object(output.get("parameters"), f"outputs[{i}].parameters")
         binary = parameters.get("binary_data", binary_output)
         if not isinstance(output.get("name"), str) or not isinstance(binary, bool):
             raise bad_request(f"outputs[{i}]: expected a name and binary_data true or false")

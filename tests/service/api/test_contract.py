@@ -96,15 +96,24 @@ async def test_the_stated_edges_are_where_the_service_answers_change(make_client
     assert r.status_code == status, r.text
 
 
-def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path):
-    """Every operation, every check, positive and negative data, a fixed seed and a bounded
-    number of examples (``make stress`` runs many more), with the API key set."""
+@pytest.mark.parametrize("seed", [1, 2])
+def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path, seed):
+    """Every operation, every check, positive and negative data, fixed seeds and a bounded
+    number of examples (``make stress`` runs many more), with the API key set, in the
+    configuration ``make serve`` gives before any ImageNet weights are fetched: AlexNet and
+    VGG-16 named but unavailable."""
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
-    with running_service(checkpoints, tmp_path / "server.log", UNCONV_API_KEY="k") as (_, url):
+    (tmp_path / "torch_home").mkdir()
+    env = {
+        "UNCONV_API_KEY": "k",
+        "UNCONV_NETWORKS": "alexnet,vgg16",
+        "TORCH_HOME": str(tmp_path / "torch_home"),
+    }
+    with running_service(checkpoints, tmp_path / "server.log", **env) as (_, url):
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json"),
-                *("--checks", "all", "--max-examples", "25", "--seed", "1"),
+                *("--checks", "all", "--max-examples", "25", "--seed", str(seed)),
                 *("--header", "X-API-Key: k", "--generation-database", "none"),
                 *("--report-dir", str(tmp_path / "report")),
             ],
@@ -117,3 +126,40 @@ def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout
     assert "Unresolvable" not in done.stdout and "skipped parts of the schema" not in done.stdout
+
+
+async def test_unavailable_models_are_left_out_of_the_document(make_client):
+    """vgg16 has no weights here: it is no choice of /visualise and has no infer path, and
+    its v2 routes answer 404 (not loaded), as the document's names imply."""
+    client, _ = await make_client(networks=["vgg16"])
+    spec = (await client.get("/openapi.json")).json()
+    validate(spec)
+    visualise = _form(spec, "/visualise")
+    assert visualise["properties"]["network"]["anyOf"][0]["enum"] == ["cnn"]
+    assert {b["properties"]["network"]["const"] for b in visualise["anyOf"]} == {"cnn"}
+    infer = sorted(p for p in spec["paths"] if p.endswith("/infer"))
+    assert infer == [
+        f"/v2/models/{n}{v}/infer"
+        for n in ("ae", "cnn", "vae")
+        for v in ("", "/versions/{version}")
+    ]
+    parameters = spec["paths"]["/v2/models/{name}"]["get"]["parameters"]
+    (name,) = [p for p in parameters if p["name"] == "name"]
+    assert name["schema"]["enum"] == ["ae", "cnn", "vae"]
+    r = await client.get("/v2/models/vgg16")
+    assert (r.status_code, r.json()["code"]) == (404, "model_not_loaded")
+    # the default network (alexnet) is not served: the document asks for a network
+    assert all("network" in b["required"] for b in visualise["anyOf"])
+    files = {"file": ("x.png", png_bytes(), "image/png")}
+    r = await client.post("/visualise", files=files, data={"layer": "1"})
+    assert r.status_code == 404, r.text
+
+
+async def test_the_document_is_valid_when_no_model_is_served(make_client, tmp_path):
+    client, _ = await make_client(checkpoint_dir=tmp_path, networks=["vgg16"])
+    spec = (await client.get("/openapi.json")).json()
+    validate(spec)
+    for path in ("/visualise", "/reconstruct", "/generate"):
+        assert path not in spec["paths"], path
+    assert not [p for p in spec["paths"] if p.endswith("/infer")]
+    assert "/v2/models/{name}" in spec["paths"]  # every name answers 404, as it says

@@ -139,3 +139,37 @@ async def test_the_client_sends_label_and_labels(client):
     with pytest.raises(UnconvError) as err:
         await api.generate(model="vae", label=0)
     assert err.value.status == 422 and "has no labels" in err.value.detail
+
+
+async def test_the_document_bounds_label_by_each_models_labels(client):
+    """`label` and `labels` are indices into the model's own labels (digits: a, b, c), and
+    null for a VAE without labels; the stated edge is where the answer changes."""
+    spec = (await client.get("/openapi.json")).json()
+    branches = {
+        b["properties"]["model"]["const"]: b["properties"]
+        for b in spec["components"]["schemas"]["GenerateRequest"]["anyOf"]
+    }
+    index = {"type": "integer", "minimum": 0, "maximum": 2}
+    assert branches["digits"]["label"] == {"anyOf": [index, {"type": "null"}]}
+    assert branches["digits"]["labels"]["anyOf"][0]["items"] == index
+    assert branches["vae"]["label"] == {"type": "null"}
+    assert branches["vae"]["labels"] == {"type": "null"}
+    for label, status in ((2, 200), (3, 422)):
+        r = await client.post("/generate", json={"model": "digits", "n": 1, "label": label})
+        assert r.status_code == status, r.text
+    r = await client.post("/generate", json={"model": "vae", "n": 1, "label": 0})
+    assert r.status_code == 422, r.text
+    # the v2 route states the same bound for its sampling parameters
+    body = spec["paths"]["/v2/models/digits/infer"]["post"]["requestBody"]
+    (sampling,) = [
+        b
+        for b in body["content"]["application/json"]["schema"]["anyOf"]
+        if b["properties"]["inputs"]["maxItems"] == 0
+    ]
+    assert sampling["properties"]["parameters"]["anyOf"][0]["properties"]["label"] == {
+        "anyOf": [index, {"type": "null"}]
+    }
+    for label, status in ((2, 200), (3, 400)):
+        request = {"inputs": [], "parameters": {"n": 1, "label": label}}
+        r = await client.post("/v2/models/digits/infer", json=request)
+        assert r.status_code == status, r.text

@@ -17,9 +17,9 @@ async def test_health_and_readiness(make_client):
         "models_loaded": None,
         "models_unavailable": None,
     }
-    for path in ("/readyz", "/v2/health/ready"):
+    for path, code in (("/readyz", "error"), ("/v2/health/ready", "code")):  # v2's own form
         r = await client.get(path)
-        assert r.status_code == 503 and r.json()["error"] == "not_ready"
+        assert r.status_code == 503 and r.json()[code] == "not_ready"
         assert r.headers["retry-after"] == "2"
     r = await client.post("/generate", json={})
     assert r.status_code == 503 and r.json()["error"] == "not_ready"
@@ -182,7 +182,8 @@ async def test_openapi_documents_parameters_and_errors(make_client):
     assert {"413", "415", "422", "503", "504"} <= set(post["responses"])
     assert "image/png" in post["responses"]["200"]["content"]
     form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert {"file", "layer", "network", "k", "channel", "format"} == set(form["properties"])
+    fields = {"file", "layer", "network", "k", "channel", "method", "format"}
+    assert fields == set(form["properties"])
     assert {"file", "layer"} == set(form["required"])
     assert form["properties"]["file"]["format"] == "binary"
     assert form["properties"]["format"]["anyOf"][0]["enum"] == ["png", "json", "npy"]

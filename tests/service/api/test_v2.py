@@ -83,7 +83,9 @@ async def test_server_and_model_metadata(make_client):
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
     assert (await client.get("/v2/models/ae/versions/2")).status_code == 404
     broken = await client.get("/v2/models/broken")
-    assert broken.status_code == 503 and "broken" in broken.json()["error"]
+    # a model that does not load is not loaded, as Triton says (its reason in the message)
+    assert broken.status_code == 404 and broken.json()["code"] == "model_not_loaded"
+    assert "broken" in broken.json()["error"]
 
 
 async def test_ae_reconstruction_equals_plain_torch_and_the_native_route(
@@ -180,6 +182,31 @@ async def test_visualise_equals_the_native_route(make_client):
         kept = [[a["channel"], a["y"], a["x"]] for a in native["activations"]]
         assert out["activations"][i].tolist() == kept
         assert (out["activations"][i][:, 0] == 2).all()
+
+
+async def test_method_equals_the_native_route_for_guided_backprop(make_client):
+    """``method`` as /visualise takes it; guided backpropagation's projection is the native
+    route's, and not deconvnet's (so the parameter is not ignored)."""
+    client, _ = await make_client()
+    png = png_bytes(seed=6)
+    image = _json_input("image", _pixels(png))
+    answers = {}
+    for method in ("guided_backprop", "deconvnet"):
+        parameters = {"layer": 5, "k": 4, "method": method}
+        r = await client.post(
+            "/v2/models/cnn/infer", json={"inputs": [image], "parameters": parameters}
+        )
+        assert r.status_code == 200, r.text
+        answers[method] = _outputs(r.json())["projection"][0]
+    fields = {"network": "cnn", "layer": "5", "k": "4", "method": "guided_backprop"}
+    files = {"file": ("x.png", png, "image/png")}
+    npy = await client.post("/visualise", files=files, data=fields | {"format": "npy"})
+    native = np.load(io.BytesIO(npy.content))
+    np.testing.assert_allclose(answers["guided_backprop"], native, atol=1e-5)
+    assert np.abs(answers["deconvnet"] - native).max() > 1e-3
+    bad = {"inputs": [image], "parameters": {"layer": 5, "method": "gradcam"}}
+    r = await client.post("/v2/models/cnn/infer", json=bad)
+    assert r.status_code == 400 and "deconvnet" in r.json()["error"], r.text
 
 
 def _image_request(shape=(1, 1, 28, 28), **changes):
