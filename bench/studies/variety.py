@@ -1,0 +1,152 @@
+"""How varied a VAE's samples are, by prior and temperature: the study of issue 26.
+
+For every checkpoint given, the judge (bench/studies/judge.py) scores, against the 1,000
+held-out digits:
+
+- the decoded posterior means of 1,000 training digits (100 per digit): the images the decoder
+  makes of real digits' codes;
+- its labelled prior refitted with C Gaussians per digit (``training.prior.fit_prior``, as
+  training does after the last epoch), sampled at every temperature: classifier score, share
+  judged with p > 0.9, lowest per-digit agreement with ``label``, precision, recall and FID, as
+  in bench/studies/generation.py.
+
+Writes ``docs/variety.json`` (the figures) and ``docs/variety.md`` (rendered from them).
+
+Usage: ``python -m bench.studies.variety --vae CHECKPOINT [--vae ...] [--components 10,60]
+[--temperatures 0.5,0.7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from service.models import MNIST_NORMALISATION, load_checkpoint
+from service.models.prior import LabelPrior
+from training.data import load_mnist_5k, to_pixels
+from training.prior import fit_prior
+
+from .generation import temperature_rows
+from .judge import fidelity, load_or_train_judge, real_pairs
+
+
+def _csv(kind):
+    return lambda text: tuple(kind(part) for part in text.split(","))
+
+
+@torch.no_grad()
+def reconstructions(model, training: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 28, 28) decoded posterior means of ``training`` images in [0, 1]."""
+    mean, _ = model.encode(MNIST_NORMALISATION.normalise(training))
+    return model.decode(mean)
+
+
+def refit(model, components: int) -> None:
+    """Replace ``model.prior`` by one with ``components`` per label, fitted to the training
+    split (its temperature is the one sampled by each row, not this one's)."""
+    old = model.prior
+    model.prior = LabelPrior(old.labels, old.means.shape[1], components, old.temperature)
+    splits = load_mnist_5k()
+    inputs = MNIST_NORMALISATION.normalise(to_pixels(splits.train_images))
+    fit_prior(model, inputs, splits.train_labels, torch.device("cpu"))
+
+
+def study(path: Path, judge, components, temperatures) -> dict:
+    """The figures of one checkpoint (see the module docstring)."""
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.model.eval()
+    held_out, training = real_pairs()
+    metadata = checkpoint.metadata
+    rows = []
+    for c in components:
+        refit(model, c)
+        rows += [
+            {"components": c} | row for row in temperature_rows(checkpoint, judge, temperatures)
+        ]
+    return {
+        "checkpoint": str(path),
+        "epochs": metadata["epochs"],
+        "train_seconds": sum(row["seconds"] for row in metadata["history"]),
+        "neg_elbo": metadata["metrics"]["neg_elbo"],
+        "served": {
+            "components": checkpoint.config.prior_components,
+            "temperature": checkpoint.config.prior_temperature,
+        },
+        "reconstructions": fidelity(judge, reconstructions(model, training), held_out),
+        "priors": rows,
+    }
+
+
+def render(results: dict) -> str:
+    """docs/variety.md from docs/variety.json's figures."""
+    real = results["real"]
+    parts = [
+        "# Variety of the VAE's samples (issue 26)\n",
+        f"The figures are in [variety.json](variety.json); this page is rendered from them. "
+        f"{results['machine']}\n",
+        "Judge and measures as in [training.md](training.md#generation): precision and recall "
+        "(k = 3) and FID in the judge's hidden features, 1,000 images against the 1,000 "
+        "held-out digits; score, p > 0.9 and agreement of 2,000 samples and of 200 per digit "
+        f"asked for with `label`. Real training digits against the held-out ones: precision "
+        f"{real['precision']:.2f}, recall {real['recall']:.2f}, FID {real['fid']:.1f}.\n",
+    ]
+    for entry in results["checkpoints"]:
+        rec = entry["reconstructions"]
+        parts.append(
+            f"## `{entry['checkpoint']}`: {entry['epochs']} epochs\n\n"
+            f"Held-out negative ELBO {entry['neg_elbo']:.1f} nats (N(0, I) prior); "
+            f"{entry['train_seconds']:.0f} s of training epochs. Decoded posterior means of "
+            f"1,000 training digits: precision {rec['precision']:.2f}, recall "
+            f"{rec['recall']:.2f}, FID {rec['fid']:.1f}.\n\n"
+            "| Gaussians per digit | temperature | precision | recall | FID | score | p > 0.9 "
+            "| lowest agreement with `label` |\n|---|---|---|---|---|---|---|---|"
+        )
+        parts += [
+            f"| {r['components']} | {r['temperature']:g} | {r['precision']:.2f} "
+            f"| {r['recall']:.2f} | {r['fid']:.1f} | {r['score']:.2f} "
+            f"| {100 * r['confident']:.1f}% | {100 * r['agreement_min']:.1f}% |"
+            for r in entry["priors"]
+        ]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vae", type=Path, action="append", required=True)
+    parser.add_argument("--components", type=_csv(int), default=(10, 60, 100))
+    parser.add_argument("--temperatures", type=_csv(float), default=(0.5, 0.7, 0.85, 1.0))
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    args = parser.parse_args()
+    judge = load_or_train_judge()
+    held_out, training = real_pairs()
+    command = "python -m bench.studies.variety " + " ".join(
+        [f"--vae {v}" for v in args.vae]
+        + [f"--components {','.join(map(str, args.components))}"]
+        + [f"--temperatures {','.join(f'{t:g}' for t in args.temperatures)}"]
+    )
+    results = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": (
+            f"Command: `{command}`, run on {time.strftime('%Y-%m-%d')}. Machine: "
+            f"{platform.machine()}, {os.cpu_count()} cores, shared (load average "
+            f"{os.getloadavg()[0]:.1f} as it started), torch {torch.__version__}."
+        ),
+        "real": fidelity(judge, training, held_out),
+        "checkpoints": [study(v, judge, args.components, args.temperatures) for v in args.vae],
+    }
+    args.docs.mkdir(parents=True, exist_ok=True)
+    (args.docs / "variety.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.docs / "variety.md").write_text(render(results))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
