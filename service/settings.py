@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         description="Threads that decode uploads and encode answers of a batch at once (unset: the "
         "worker's share of the cores, at most 4)",
     )
+    model_control: Literal["none", "explicit"] = Field(
+        "none",
+        description="`explicit` turns on `POST /v2/repository/models/{name}/load` and `/unload` "
+        "(Triton's model-repository extension; with `UNCONV_API_KEY` set they need the key; one "
+        "worker process only); `none` refuses them with 403. `POST /v2/repository/index` "
+        "answers either way",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"
     )

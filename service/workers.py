@@ -45,6 +45,11 @@ def mark_ready() -> None:
         _ready_flags[_slot] = 1
 
 
+def several() -> bool:
+    """Whether this process is one of several workers."""
+    return _ready_flags is not None and len(_ready_flags) > 1
+
+
 def all_ready() -> bool:
     """Whether every worker has loaded its models; always true for a single process."""
     return _ready_flags is None or all(_ready_flags)

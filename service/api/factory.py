@@ -23,6 +23,7 @@ from .middleware import BodyLimitMiddleware, MetricsMiddleware
 from .routes import health, router
 from .v2 import router as v2_router
 from .v2 import server as v2_server
+from .v2_repository import router as v2_repository
 from .web import UNCOUNTED_ROUTES, install_web
 
 _api_key_header = APIKeyHeader(
@@ -82,6 +83,7 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     keyed = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(router, dependencies=keyed)
     app.include_router(v2_router, dependencies=keyed)
+    app.include_router(v2_repository, dependencies=keyed)
     app.include_router(health)
     app.include_router(v2_server)
     install_web(app)

@@ -96,3 +96,12 @@ class InferenceResponse(BaseModel):
     id: str | None = None
     parameters: Parameters | None = None
     outputs: list[ResponseOutput]
+
+
+class RepositoryModel(BaseModel):
+    """A model of the repository index: READY, LOADING or UNAVAILABLE, and why not ready."""
+
+    name: str
+    version: str
+    state: str
+    reason: str

@@ -17,7 +17,7 @@ from ..settings import Settings
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ErrorCode, RequestError, not_ready, shutting_down
 from .metrics import Metrics
-from .registry import ModelState, ServedModel, discover, load
+from .registry import ModelState, ServedModel, discover, load, rediscover
 from .runner import CodecPool, ThreadShare, make_predict, single_threaded
 
 log = logging.getLogger("unconv")
@@ -72,6 +72,8 @@ class Engine:
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
         self.closing = False
+        self.revision = 0  # counts models loaded or unloaded since the start
+        self._swapping = asyncio.Lock()
         self._loader: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -83,21 +85,82 @@ class Engine:
         for model in self.models.values():
             await loop.run_in_executor(self.executor, load, model, s, self.device)
             if model.available:
-                self.batchers[model.name] = Batcher(
-                    make_predict(model, self.device, s.max_image_pixels, self.codec, self.threads),
-                    max_batch_size=s.max_batch_size,
-                    max_delay_s=s.max_delay_ms / 1000,
-                    max_queue=s.max_queue,
-                    executor=self.executor,
-                    concurrency=s.concurrent_batches,
-                    observer=self.metrics.observer(model.name),
-                )
-                self.batchers[model.name].start()
+                self.batchers[model.name] = self._batcher(model)
         freeze_loaded_objects()
         self.ready = True
         self.on_ready()
         loaded = sum(m.available for m in self.models.values())
         log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
+
+    def _batcher(self, model: ServedModel) -> Batcher:
+        s = self.settings
+        batcher = Batcher(
+            make_predict(model, self.device, s.max_image_pixels, self.codec, self.threads),
+            max_batch_size=s.max_batch_size,
+            max_delay_s=s.max_delay_ms / 1000,
+            max_queue=s.max_queue,
+            executor=self.executor,
+            concurrency=s.concurrent_batches,
+            observer=self.metrics.observer(model.name),
+        )
+        batcher.start()
+        return batcher
+
+    async def reload(self, name: str) -> ServedModel:
+        """Load ``name`` from its files again (a checkpoint may be new) and serve it in place
+        of the model loaded before: requests already accepted finish on the old one.
+
+        Raises
+        ------
+        RequestError
+            ``unknown_model`` when no file or network has that name; ``load_failed`` when it
+            does not load (the old model keeps serving).
+        """
+        if not self.ready or self.closing:
+            raise not_ready("the models are")
+        async with self._swapping:
+            model = rediscover(self.settings, name)
+            if model is None:
+                raise RequestError(
+                    ErrorCode.UNKNOWN_MODEL,
+                    f"no checkpoint {name}.json in UNCONV_CHECKPOINT_DIR and no network {name!r} "
+                    "in UNCONV_NETWORKS",
+                )
+            # off the event loop, and off the inference threads, which keep serving
+            await asyncio.to_thread(load, model, self.settings, self.device)
+            if not model.available:
+                raise RequestError(
+                    ErrorCode.LOAD_FAILED, f"model {name!r} did not load: {model.reason}"
+                )
+            batcher = self._batcher(model)
+            await self._swap(name, model, batcher)
+            log.info("loaded %s (%s)", name, model.metadata.get("sha256", "torchvision"))
+            return model
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name``; the requests it accepted are answered first."""
+        if not self.ready or self.closing:
+            raise not_ready("the models are")
+        async with self._swapping:
+            if name not in self.models:
+                raise RequestError(ErrorCode.UNKNOWN_MODEL, f"no model {name!r}")
+            old = self.models[name]
+            gone = ServedModel(name, old.kind, old.path)
+            gone.mark_unavailable(
+                f"unloaded (POST /v2/repository/models/{name}/unload); "
+                f"POST /v2/repository/models/{name}/load serves it again"
+            )
+            await self._swap(name, gone, None)
+
+    async def _swap(self, name: str, model: ServedModel, batcher: Batcher | None) -> None:
+        # one step, with no await: each request sees the old model and batcher or the new
+        self.models[name] = model
+        old = self.batchers.pop(name, None)
+        if batcher is not None:
+            self.batchers[name] = batcher
+        self.revision += 1
+        if old is not None:
+            await old.close()  # answers what it accepted, then its model can be freed
 
     async def wait_ready(self) -> None:
         if self._loader is not None:
@@ -133,10 +196,13 @@ class Engine:
     async def submit(self, model: ServedModel, key: Hashable, job: Any, size: int) -> Any:
         """Batch ``job`` (``size`` items) with other jobs of ``model`` under the same ``key``;
         its result, or a ``RequestError`` when it is refused or too late."""
-        try:
-            return await self.batchers[model.name].submit(
-                job, size, key, self.settings.request_timeout_s
+        batcher = self.batchers.get(model.name)
+        if batcher is None:  # unloaded since the request found it
+            raise RequestError(
+                ErrorCode.MODEL_UNAVAILABLE, f"model {model.name!r} was just unloaded", 30
             )
+        try:
+            return await batcher.submit(job, size, key, self.settings.request_timeout_s)
         except QueueFull as err:
             raise RequestError(
                 ErrorCode.OVERLOADED,

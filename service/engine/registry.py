@@ -4,8 +4,10 @@ networks, each either loaded or unavailable with the reason and the fix."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
@@ -116,17 +118,43 @@ def discover(settings: Settings) -> dict[str, ServedModel]:
         name = json_path.stem
         if name.endswith(".state") or name in models:
             continue
-        try:
-            document = read_checkpoint_json(json_path)
-        except CheckpointError as err:
-            reason = f"{err}; fix or remove {json_path.name}, or retrain it with python -m training"
-            models[name] = ServedModel(name, "unknown", json_path)
-            models[name].mark_unavailable(reason)
-            continue
-        kind = CONFIGS[document["architecture"]].kind
-        metadata = {k: v for k, v in (document.get("metadata") or {}).items() if k != "history"}
-        models[name] = ServedModel(name, kind, json_path, metadata=metadata)
+        models[name] = _checkpoint_entry(json_path)
     return models
+
+
+def rediscover(settings: Settings, name: str) -> ServedModel | None:
+    """The model ``name`` as its files are now (not loaded), or None when nothing serves that
+    name: no such network in UNCONV_NETWORKS and no ``<name>.json`` checkpoint."""
+    if name in settings.networks:
+        return discover(settings.model_copy(update={"networks": [name]}))[name]
+    json_path = Path(settings.checkpoint_dir).expanduser() / f"{name}.json"
+    if name.endswith(".state") or not json_path.is_file():
+        return None
+    return _checkpoint_entry(json_path)
+
+
+def _checkpoint_entry(json_path: Path) -> ServedModel:
+    name = json_path.stem
+    try:
+        document = read_checkpoint_json(json_path)
+    except CheckpointError as err:
+        reason = f"{err}; fix or remove {json_path.name}, or retrain it with python -m training"
+        model = ServedModel(name, "unknown", json_path)
+        model.mark_unavailable(reason)
+        return model
+    kind = CONFIGS[document["architecture"]].kind
+    metadata = {k: v for k, v in (document.get("metadata") or {}).items() if k != "history"}
+    return ServedModel(name, kind, json_path, metadata=metadata)
+
+
+def _weights_identity(weights: Path) -> dict:
+    """A content hash of the weights (sha256, first 16 hex digits) and their file's time."""
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    modified = datetime.fromtimestamp(weights.stat().st_mtime, UTC)
+    return {"sha256": digest.hexdigest()[:16], "weights_modified": modified.isoformat()}
 
 
 def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
@@ -164,6 +192,7 @@ def _load_network(model: ServedModel, settings: Settings, device: torch.device) 
 
 def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
     checkpoint = load_checkpoint(model.path, device)
+    model.metadata |= _weights_identity(model.path.with_suffix(".safetensors"))
     if device.type == "cpu":
         # 1.3-1.6x faster forward passes for these MNIST-size nets (docs/performance.md); the
         # ImageNet feature stacks stay contiguous, where AlexNet's deconvnet is 1.8x slower

@@ -1,0 +1,77 @@
+"""Triton's model-repository extension: the index of the models the service knows, and, when
+UNCONV_MODEL_CONTROL=explicit, loading a model from its files again (a retrained checkpoint is
+served without a restart) and unloading one.
+
+A load builds the new model and its batcher off the event loop, then swaps them in one step;
+the requests the old batcher accepted are answered by it before it stops. A checkpoint that
+does not load leaves the old model serving (``load_failed``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from .. import workers
+from ..engine import Engine, ErrorCode, RequestError
+from ..engine.registry import ModelState
+from .contract import error_responses
+from .routes import get_engine
+from .v2_schemas import RepositoryModel, V2ErrorResponse
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+router = APIRouter(tags=["v2"])
+_STATES = {
+    ModelState.AVAILABLE: "READY",
+    ModelState.LOADING: "LOADING",
+    ModelState.UNAVAILABLE: "UNAVAILABLE",
+}
+_ERRORS = error_responses(400, 401, 403, 404, 500, 503)
+for _status in _ERRORS:
+    _ERRORS[_status]["model"] = V2ErrorResponse
+
+
+def _entry(model) -> RepositoryModel:
+    reason = "" if model.available else (model.reason or "still loading")
+    return RepositoryModel(name=model.name, version="1", state=_STATES[model.state], reason=reason)
+
+
+@router.post(
+    "/v2/repository/index", response_model=list[RepositoryModel], responses=error_responses(401)
+)
+async def repository_index(engine: EngineDep) -> list[RepositoryModel]:
+    """Every model the service knows, with its state (READY, LOADING, UNAVAILABLE) and why."""
+    return [_entry(m) for m in sorted(engine.models.values(), key=lambda m: m.name)]
+
+
+def _control(engine: Engine) -> None:
+    if engine.settings.model_control != "explicit":
+        raise RequestError(
+            ErrorCode.REPOSITORY_DISABLED,
+            "loading and unloading models is off; start the service with "
+            "UNCONV_MODEL_CONTROL=explicit (and UNCONV_API_KEY set) to turn it on",
+        )
+    if workers.several():
+        raise RequestError(
+            ErrorCode.REPOSITORY_DISABLED,
+            "loading and unloading models needs one worker process (UNCONV_WORKERS=1): each "
+            "worker has its own models, and this call reaches one of them",
+        )
+
+
+@router.post("/v2/repository/models/{name}/load", response_model=RepositoryModel, responses=_ERRORS)
+async def load_model(name: str, engine: EngineDep) -> RepositoryModel:
+    """Load a model from its files again (or for the first time) and serve it."""
+    _control(engine)
+    return _entry(await engine.reload(name))
+
+
+@router.post(
+    "/v2/repository/models/{name}/unload", response_model=RepositoryModel, responses=_ERRORS
+)
+async def unload_model(name: str, engine: EngineDep) -> RepositoryModel:
+    """Stop serving a model, once the requests it accepted are answered."""
+    _control(engine)
+    await engine.unload(name)
+    return _entry(engine.models[name])
