@@ -170,3 +170,37 @@ def test_the_readme_example_runs(checkpoint_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(2, 1, 28, 28) (2, 6)" in done.stdout  # conftest's VAE has 6 latent dimensions
     assert "(8, 1, 28, 28) (2, 1, 28, 28)" in done.stdout
+
+
+def test_the_model_repository_through_tritonclient(checkpoint_dir, tmp_path):
+    """get_model_repository_index, unload_model and load_model against python -m service with
+    UNCONV_MODEL_CONTROL=explicit, one worker; with two workers load is refused, saying why."""
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
+    env = {"UNCONV_MODEL_CONTROL": "explicit", "UNCONV_API_KEY": "k", "UNCONV_WORKERS": "1"}
+    with running_service(checkpoints, tmp_path / "one.log", **env) as (_, url):
+        client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            index = client.get_model_repository_index(headers=_key())
+            assert {(m["name"], m["state"]) for m in index} == {
+                ("ae", "READY"),
+                ("vae", "READY"),
+                ("cnn", "READY"),
+            }
+            client.unload_model("ae", headers=_key())
+            assert not client.is_model_ready("ae", headers=_key())
+            client.load_model("ae", headers=_key())
+            assert client.is_model_ready("ae", headers=_key())
+            with pytest.raises(InferenceServerException) as err:
+                client.load_model("ae")  # no key
+            assert err.value.status() == "401"
+        finally:
+            client.close()
+    env["UNCONV_WORKERS"] = "2"
+    with running_service(checkpoints, tmp_path / "two.log", **env) as (_, url):
+        client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            with pytest.raises(InferenceServerException, match="one worker process") as err:
+                client.load_model("ae", headers=_key())
+            assert err.value.status() == "403"
+        finally:
+            client.close()
