@@ -73,8 +73,9 @@ RUN groupadd --system --gid 10001 unconv \
     && chown unconv:unconv /checkpoints /app
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/torch /opt/torch
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-deps --no-index /wheels/*.whl
+# COPY, not RUN --mount=from: buildah's cache key ignores a mount's content (a stale project)
+COPY --from=builder /wheels /tmp/wheels
+RUN pip install --no-cache-dir --no-deps --no-index /tmp/wheels/*.whl
 WORKDIR /app
 USER 10001:10001
 VOLUME ["/checkpoints"]
