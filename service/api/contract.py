@@ -113,6 +113,9 @@ def narrow(spec: dict, models, settings) -> dict:
     if "/generate" in paths:
         _narrow_generate(spec["components"]["schemas"]["GenerateRequest"], models)
     narrow_v2(paths, models, settings)
+    if settings.model_control != "explicit":  # refused (403), not part of this service's API
+        for action in ("load", "unload"):
+            paths.pop(f"/v2/repository/models/{{name}}/{action}", None)
     return spec
 
 

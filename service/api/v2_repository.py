@@ -27,9 +27,16 @@ _STATES = {
     ModelState.LOADING: "LOADING",
     ModelState.UNAVAILABLE: "UNAVAILABLE",
 }
-_ERRORS = error_responses(400, 401, 403, 404, 500, 503)
-for _status in _ERRORS:
-    _ERRORS[_status]["model"] = V2ErrorResponse
+
+
+def _v2_errors(*statuses: int) -> dict:
+    responses = error_responses(*statuses)
+    for status in responses:
+        responses[status]["model"] = V2ErrorResponse
+    return responses
+
+
+_ERRORS = _v2_errors(400, 401, 403, 404, 500, 503)
 
 
 def _entry(model) -> RepositoryModel:
@@ -38,7 +45,7 @@ def _entry(model) -> RepositoryModel:
 
 
 @router.post(
-    "/v2/repository/index", response_model=list[RepositoryModel], responses=error_responses(401)
+    "/v2/repository/index", response_model=list[RepositoryModel], responses=_v2_errors(401, 500)
 )
 async def repository_index(engine: EngineDep) -> list[RepositoryModel]:
     """Every model the service knows, with its state (READY, LOADING, UNAVAILABLE) and why."""
