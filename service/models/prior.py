@@ -145,12 +145,12 @@ class LabelPrior(nn.Module):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of codes (N, D) under the mixture; returns (N,)."""
-        diff = z.unsqueeze(1) - self.means  # (N, K * C, D)
-        # one inverse per component, not one triangular solve per code and component: the
-        # held-out evaluation after every epoch pays this
+        # L_k^-1 (z - mu_k) as one matrix product of the codes with every inverse factor, not a
+        # triangular solve per code and component: the held-out evaluation of every epoch pays it
         eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand_as(self.scale_tril)
         inverse = torch.linalg.solve_triangular(self.scale_tril, eye, upper=False)  # (K * C, D, D)
-        white = torch.einsum("kij,nkj->nki", inverse, diff)
+        codes = (z @ inverse.flatten(0, 1).T).unflatten(1, inverse.shape[:2])  # (N, K * C, D)
+        white = codes - torch.einsum("kij,kj->ki", inverse, self.means)
         log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K * C,)
         features = z.shape[1]
         component = -0.5 * white.pow(2).sum(-1) - log_det - 0.5 * features * math.log(2 * math.pi)
