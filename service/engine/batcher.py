@@ -166,22 +166,33 @@ class Batcher:
         if self._waiting + size > self.max_queue and self._waiting:
             raise QueueFull(f"{self._waiting} items are already waiting (limit {self.max_queue})")
         self.start()
-        request = _Request(key, payload, size, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _Request(key, payload, size, loop.create_future())
         self._queue.append(request)
         self._waiting += size
         self.observer.depth(self._waiting)
         self._wakeup.set()
+        # the future itself is awaited and the deadline is a timer that fails it: no shield,
+        # no wait_for, whose extra futures and callbacks cost every request (issue 27)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, self._expire, request, timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
-        except TimeoutError:
-            self._drop(request)
-            raise DeadlineExceeded(f"no answer within {timeout:g} s") from None
+            return await request.future
         except asyncio.CancelledError:
             self._drop(request)  # the client went away
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, request: _Request, timeout: float) -> None:
+        if not request.future.done():
+            self._drop(request)
+            request.future.set_exception(DeadlineExceeded(f"no answer within {timeout:g} s"))
 
     def _drop(self, request: _Request) -> None:
-        if not request.dropped and not request.future.done() and request in self._queue:
+        if not request.dropped and request in self._queue:
             self._waiting -= request.size
             self.observer.depth(self._waiting)
         request.dropped = True
