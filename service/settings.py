@@ -109,9 +109,9 @@ class Settings(BaseSettings):
     model_control: Literal["none", "explicit"] = Field(
         "none",
         description="`explicit` turns on `POST /v2/repository/models/{name}/load` and `/unload` "
-        "(Triton's model-repository extension; with `UNCONV_API_KEY` set they need the key; one "
-        "worker process only); `none` refuses them with 403. `POST /v2/repository/index` "
-        "answers either way",
+        "(Triton's model-repository extension; with `UNCONV_API_KEY` set they need the key; with "
+        "several worker processes each swaps before its next request); `none` refuses them with "
+        "403. `POST /v2/repository/index` answers either way",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"

@@ -9,7 +9,9 @@ start as fast as one process. Each worker loads its own models and batches its o
 the kernel hands each new connection to one of them. The workers' metrics are summed through
 prometheus_client's multiprocess files, and /readyz answers 200 only when every worker has
 loaded its models. A worker that dies is replaced; one that dies before it was ready stops the
-service, since its replacement would die the same way.
+service, since its replacement would die the same way. A model loaded or unloaded through one
+worker (``/v2/repository/models/{name}/load``) is loaded or unloaded by each other worker before
+its next request (``service/engine/generations.py``).
 
 Forking needs a process that has not started CUDA or OpenMP threads yet: the supervisor runs
 no tensor op and asks NVML, not the CUDA runtime, whether there is a GPU (``__main__``); each
@@ -27,8 +29,13 @@ import os
 import signal
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
+
+if TYPE_CHECKING:  # imported in serve(): the engine imports prometheus_client
+    from .engine.generations import Generations
 
 log = logging.getLogger("unconv")
 
@@ -37,6 +44,8 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
 # set in each worker after the fork: one flag per worker, 1 once its models are loaded
 _ready_flags = None
 _slot = 0
+# made by the supervisor before the fork: the loads and unloads every worker follows
+_generations: Generations | None = None
 
 
 def mark_ready() -> None:
@@ -45,9 +54,9 @@ def mark_ready() -> None:
         _ready_flags[_slot] = 1
 
 
-def several() -> bool:
-    """Whether this process is one of several workers."""
-    return _ready_flags is not None and len(_ready_flags) > 1
+def generations() -> Generations | None:
+    """The loads and unloads shared by the workers; None for a single process."""
+    return _generations
 
 
 def all_ready() -> bool:
@@ -61,9 +70,16 @@ def serve(configure: Callable[[], uvicorn.Config], workers: int) -> int:
         server = uvicorn.Server(configure())
         server.run()
         return 0 if server.started else STARTUP_FAILURE
-    with tempfile.TemporaryDirectory(prefix="unconv-metrics-") as metrics_dir:
+    global _generations
+    with (
+        tempfile.TemporaryDirectory(prefix="unconv-metrics-") as metrics_dir,
+        tempfile.TemporaryDirectory(prefix="unconv-repository-") as repository_dir,
+    ):
         # before the app's import: prometheus_client picks its storage as it is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        from .engine.generations import Generations
+
+        _generations = Generations(Path(repository_dir))
         config = configure()
         config.load()
         return _Supervisor(config, config.bind_socket(), workers).run()

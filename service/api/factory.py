@@ -19,7 +19,7 @@ from ..runtime import available_cores, keep_freed_memory
 from ..settings import Settings
 from .contract import install_openapi
 from .errors import install_error_handlers
-from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .middleware import BodyLimitMiddleware, FollowWorkersMiddleware, MetricsMiddleware
 from .routes import health, router
 from .v2 import router as v2_router
 from .v2 import server as v2_server
@@ -57,7 +57,9 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         keep_freed_memory()
-        app.state.engine = Engine(settings, metrics, cores, on_ready=workers.mark_ready)
+        app.state.engine = Engine(
+            settings, metrics, cores, workers.mark_ready, generations=workers.generations()
+        )
         torch.set_num_threads(app.state.engine.threads.threads)
         app.state.engine.start()
         try:
@@ -87,6 +89,9 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     app.include_router(health)
     app.include_router(v2_server)
     install_web(app)
+    if workers.generations() is not None:  # several workers: each swaps what another loaded
+        probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
+        app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, uncounted=UNCOUNTED_ROUTES)
     if settings.cors_origins:

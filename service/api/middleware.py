@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request metrics and the upload size limit."""
+"""Pure ASGI middleware: request metrics, the upload size limit and following the other
+workers' model loads."""
 
 from __future__ import annotations
 
@@ -74,3 +75,19 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class FollowWorkersMiddleware:
+    """Before a request, loads or unloads what another worker process has loaded or unloaded
+    (``Engine.follow``), so that no answer comes from a model another worker has replaced.
+    The probes and /metrics never wait for it."""
+
+    def __init__(self, app: ASGIApp, unhindered: frozenset[str]):
+        self.app, self.unhindered = app, unhindered
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.unhindered:
+            engine = getattr(scope["app"].state, "engine", None)
+            if engine is not None:
+                await engine.follow()
+        await self.app(scope, receive, send)

@@ -4,7 +4,9 @@ served without a restart) and unloading one.
 
 A load builds the new model and its batcher off the event loop, then swaps them in one step;
 the requests the old batcher accepted are answered by it before it stops. A checkpoint that
-does not load leaves the old model serving (``load_failed``).
+does not load leaves the old model serving (``load_failed``). The call answers once the worker
+process it reached has swapped; each other worker swaps before its next request
+(``Engine.follow``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from .. import workers
 from ..engine import Engine, ErrorCode, RequestError
 from ..engine.registry import ModelState
 from .contract import error_responses
@@ -58,12 +59,6 @@ def _control(engine: Engine) -> None:
             ErrorCode.REPOSITORY_DISABLED,
             "loading and unloading models is off; start the service with "
             "UNCONV_MODEL_CONTROL=explicit (and UNCONV_API_KEY set) to turn it on",
-        )
-    if workers.several():
-        raise RequestError(
-            ErrorCode.REPOSITORY_DISABLED,
-            "loading and unloading models needs one worker process (UNCONV_WORKERS=1): each "
-            "worker has its own models, and this call reaches one of them",
         )
 
 

@@ -16,6 +16,7 @@ from ..runtime import freeze_loaded_objects, unfreeze_objects
 from ..settings import Settings
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ErrorCode, RequestError, not_ready, shutting_down
+from .generations import Action, Generations
 from .metrics import Metrics
 from .registry import ModelState, ServedModel, discover, load, rediscover
 from .runner import CodecPool, ThreadShare, make_predict, single_threaded
@@ -44,6 +45,8 @@ class Engine:
         This process's share of the machine's cores, for its forward passes and codec threads.
     on_ready : callable, optional
         Called once every model has loaded (or failed to).
+    generations : Generations, optional
+        The loads and unloads shared with the other worker processes, when there are several.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Engine:
         metrics: Metrics,
         cores: int,
         on_ready: Callable[[], None] = lambda: None,
+        generations: Generations | None = None,
     ):
         self.settings = settings
         self.on_ready = on_ready
@@ -75,6 +79,10 @@ class Engine:
         self.revision = 0  # counts models loaded or unloaded since the start
         self._swapping = asyncio.Lock()
         self._loader: asyncio.Task | None = None
+        self.generations = generations
+        self._done: dict[str, int] = {}  # name: the last shared generation this worker applied
+        self._seen = 0  # the shared revision whose table this worker has applied
+        self._following: asyncio.Task | None = None
 
     def start(self) -> None:
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
@@ -82,10 +90,18 @@ class Engine:
     async def _load_all(self) -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
+        # a worker started late (one that replaces a dead one) reads the files as they are
+        # now, which the loads so far have read too; what was unloaded stays unloaded
+        seen, table = self._shared_table()
         for model in self.models.values():
+            if table.get(model.name, (0, "load"))[1] == "unload":
+                self.models[model.name] = self._unloaded(model)
+                continue
             await loop.run_in_executor(self.executor, load, model, s, self.device)
             if model.available:
                 self.batchers[model.name] = self._batcher(model)
+        self._done = {name: generation for name, (generation, _) in table.items()}
+        self._seen = seen
         freeze_loaded_objects()
         self.ready = True
         self.on_ready()
@@ -119,38 +135,89 @@ class Engine:
         if not self.ready or self.closing:
             raise not_ready("the models are")
         async with self._swapping:
-            model = rediscover(self.settings, name)
-            if model is None:
-                raise RequestError(
-                    ErrorCode.UNKNOWN_MODEL,
-                    f"no checkpoint {name}.json in UNCONV_CHECKPOINT_DIR and no network {name!r} "
-                    "in UNCONV_NETWORKS",
-                )
-            # off the event loop, and off the inference threads, which keep serving
-            await asyncio.to_thread(load, model, self.settings, self.device)
-            if not model.available:
-                raise RequestError(
-                    ErrorCode.LOAD_FAILED, f"model {name!r} did not load: {model.reason}"
-                )
-            batcher = self._batcher(model)
-            await self._swap(name, model, batcher)
-            log.info("loaded %s (%s)", name, model.metadata.get("sha256", "torchvision"))
+            model = await self._reload(name)
+            self._publish(name, "load")
             return model
+
+    async def _reload(self, name: str) -> ServedModel:
+        model = rediscover(self.settings, name)
+        if model is None:
+            raise RequestError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no checkpoint {name}.json in UNCONV_CHECKPOINT_DIR and no network {name!r} "
+                "in UNCONV_NETWORKS",
+            )
+        # off the event loop, and off the inference threads, which keep serving
+        await asyncio.to_thread(load, model, self.settings, self.device)
+        if not model.available:
+            raise RequestError(
+                ErrorCode.LOAD_FAILED, f"model {name!r} did not load: {model.reason}"
+            )
+        batcher = self._batcher(model)
+        await self._swap(name, model, batcher)
+        log.info("loaded %s (%s)", name, model.metadata.get("sha256", "torchvision"))
+        return model
 
     async def unload(self, name: str) -> None:
         """Stop serving ``name``; the requests it accepted are answered first."""
         if not self.ready or self.closing:
             raise not_ready("the models are")
         async with self._swapping:
-            if name not in self.models:
-                raise RequestError(ErrorCode.UNKNOWN_MODEL, f"no model {name!r}")
-            old = self.models[name]
-            gone = ServedModel(name, old.kind, old.path)
-            gone.mark_unavailable(
-                f"unloaded (POST /v2/repository/models/{name}/unload); "
-                f"POST /v2/repository/models/{name}/load serves it again"
-            )
-            await self._swap(name, gone, None)
+            await self._unload(name)
+            self._publish(name, "unload")
+
+    async def _unload(self, name: str) -> None:
+        if name not in self.models:
+            raise RequestError(ErrorCode.UNKNOWN_MODEL, f"no model {name!r}")
+        await self._swap(name, self._unloaded(self.models[name]), None)
+
+    @staticmethod
+    def _unloaded(old: ServedModel) -> ServedModel:
+        gone = ServedModel(old.name, old.kind, old.path)
+        gone.mark_unavailable(
+            f"unloaded (POST /v2/repository/models/{old.name}/unload); "
+            f"POST /v2/repository/models/{old.name}/load serves it again"
+        )
+        return gone
+
+    # -- the other workers' loads and unloads ----------------------------------------------
+
+    def _shared_table(self) -> tuple[int, dict[str, tuple[int, Action]]]:
+        if self.generations is None:
+            return 0, {}
+        seen = self.generations.revision()  # before the table: it holds at least this much
+        return seen, self.generations.table()
+
+    def _publish(self, name: str, action: Action) -> None:
+        if self.generations is not None:
+            self._done[name] = self.generations.publish(name, action)
+
+    async def follow(self) -> None:
+        """Load or unload what another worker process has loaded or unloaded since this one
+        last looked; called before each request. Cheap when nothing changed: one shared integer
+        read. Requests that arrive meanwhile wait for the same catch-up."""
+        if self.generations is None or not self.ready or self.closing:
+            return
+        while self.generations.revision() != self._seen:
+            if self._following is None or self._following.done():
+                self._following = asyncio.create_task(self._catch_up(), name="follow-workers")
+            await asyncio.shield(self._following)
+
+    async def _catch_up(self) -> None:
+        seen, table = self._shared_table()
+        async with self._swapping:
+            for name, (generation, action) in sorted(table.items()):
+                if self.closing:
+                    return
+                if generation <= self._done.get(name, 0):
+                    continue
+                swap = self._reload if action == "load" else self._unload
+                try:
+                    await swap(name)
+                except RequestError as err:  # that worker's files loaded, this one's did not
+                    log.error("could not %s %s as another worker did: %s", action, name, err)
+                self._done[name] = generation
+        self._seen = max(self._seen, seen)
 
     async def _swap(self, name: str, model: ServedModel, batcher: Batcher | None) -> None:
         # one step, with no await: each request sees the old model and batcher or the new
