@@ -4,6 +4,7 @@ in constant time; the containers run unprivileged on a read-only root filesystem
 import hashlib
 import os
 import pickle
+import re
 import secrets
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 
 from devkit.fake_weights import own_hash_published
 from service.models import TORCHVISION_NETWORKS, torchvision_nets
+from service.settings import Settings
 from tests.helpers import png_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -103,27 +105,56 @@ MODEL_ROUTES = [
     ("POST", "/reconstruct"),
     ("POST", "/generate"),
     ("GET", "/models"),
+    ("GET", "/v2/models/{name}"),
+    ("GET", "/v2/models/{name}/versions/{version}"),
+    ("GET", "/v2/models/{name}/ready"),
+    ("GET", "/v2/models/{name}/versions/{version}/ready"),
+    ("POST", "/v2/models/{name}/infer"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"),
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/{name}/load"),
+    ("POST", "/v2/repository/models/{name}/unload"),
 ]
 OPEN_ROUTES = ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"]
-OPEN_ROUTES += ["/openapi.json", "/docs"]
+OPEN_ROUTES += ["/openapi.json", "/docs", "/v2"]
+
+
+def _concrete(path: str) -> str:
+    """The route as the ae's (the document names each model's infer route)."""
+    path = path.replace("{name}", "ae").replace("{version}", "1")
+    return re.sub(r"^/v2/models/[^/]+", "/v2/models/ae", path)
 
 
 async def test_the_key_guards_exactly_the_model_routes(make_client):
-    client, app = await make_client(api_key="s3cret")
-    for method, path in MODEL_ROUTES:
+    client, _ = await make_client(api_key="s3cret", model_control="explicit")
+    keyed = {(method, _concrete(path)) for method, path in MODEL_ROUTES}
+    for method, path in keyed:
         for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}, {"X-API-Key": "s3cre"}):
             r = await client.request(method, path, headers=headers)
-            assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, headers)
+            code = r.json()["code" if path.startswith("/v2/") else "error"]  # the v2 form
+            assert r.status_code == 401 and code == "unauthorized", (path, headers)
             assert r.headers["www-authenticate"] == "ApiKey"
-    for route in app.routes:  # every other route answers without a key
-        for method in getattr(route, "methods", set()) - {"HEAD"}:
-            if (method, route.path) not in MODEL_ROUTES:
-                r = await client.request(method, route.path)
-                assert r.status_code != 401, (method, route.path)
+    # every route of the document, as the ae's: only those above need the key
+    documented = (await client.get("/openapi.json")).json()["paths"]
+    operations = {(m.upper(), _concrete(p)) for p, ops in documented.items() for m in ops}
+    assert keyed <= operations, keyed - operations
+    for method, path in operations - keyed:
+        assert (await client.request(method, path)).status_code != 401, (method, path)
     for path in OPEN_ROUTES:
         assert (await client.get(path)).status_code == 200, path
     r = await client.post("/generate", json={"n": 1}, headers={"X-API-Key": "s3cret"})
     assert r.status_code == 200
+
+
+def test_the_key_setting_names_every_route_that_needs_it():
+    """UNCONV_API_KEY's description (and so the README's table, tests/test_readme.py)."""
+    described = Settings.model_fields["api_key"].description
+    for method, path in MODEL_ROUTES:
+        if "/versions/" not in path:  # said once for all: "each also under /versions/{version}"
+            assert f"{method} {path}" in described, (method, path)
+    assert "/versions/{version}" in described
+    for path in OPEN_ROUTES:
+        assert f"`{path}`" in described or path.startswith("/v2/health/"), path
 
 
 async def test_the_key_is_compared_in_constant_time(make_client, monkeypatch):
