@@ -1,11 +1,13 @@
 """Deployment files: compose against the Compose specification, Kubernetes manifests and the
 Dockerfile against the service's real settings, port and health routes."""
 
+import asyncio
 import json
 import re
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -133,3 +135,56 @@ def test_kubernetes_manifests_follow_the_kubernetes_schemas():
     bad = _manifests()["Deployment"] | {"spek": {}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, version, strict=True)
+
+
+def _inference_service() -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
+
+
+async def _status(path: str) -> int:
+    """The app's status for GET ``path``, its models not loaded (no lifespan)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://unconv.test") as client:
+        return (await client.get(path)).status_code
+
+
+def test_the_kserve_inference_service_matches_the_service():
+    """KServe's CRD schema is not to be had offline: its fields against the service's own
+    settings, port, routes and the image's checkpoint directory."""
+    service = _inference_service()
+    assert (service["apiVersion"], service["kind"]) == (
+        "serving.kserve.io/v1beta1",
+        "InferenceService",
+    )
+    predictor = service["spec"]["predictor"]
+    (container,) = predictor["containers"]  # a custom predictor: the image itself
+    (port,) = container["ports"]  # Knative routes to one port, named for its protocol
+    assert port["name"] in {"http1", "h2c"} and port["containerPort"] == PORT
+
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert set(env) <= SETTINGS
+    assert env["UNCONV_HOST"] == "0.0.0.0" and int(env["UNCONV_PORT"]) == PORT
+    values = {k.removeprefix("UNCONV_").lower(): v for k, v in env.items() if v is not None}
+    settings = Settings(**values)  # valid values
+    assert predictor["timeout"] > settings.request_timeout_s
+
+    # the probes' routes are the app's (anything but the 404 of a missing route)
+    probes = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
+    assert probes == {"/v2/health/ready", "/v2/health/live"}
+    assert asyncio.run(_status("/v2/health/nonesuch")) == 404
+    for path in probes:
+        assert asyncio.run(_status(path)) != 404, path
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"].get("port", PORT) == PORT
+
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (checkpoint_dir,) = re.findall(r"UNCONV_CHECKPOINT_DIR=(\S+)", dockerfile)
+    assert env["UNCONV_CHECKPOINT_DIR"] == checkpoint_dir
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["checkpoints"]["mountPath"] == checkpoint_dir
+    assert mounts["checkpoints"]["readOnly"]
+    volumes = {v["name"]: v for v in predictor["volumes"]}
+    claim = volumes["checkpoints"]["persistentVolumeClaim"]["claimName"]
+    assert claim == _manifests()["PersistentVolumeClaim"]["metadata"]["name"]
+    assert predictor["minReplicas"] == 0  # scale to zero: what KServe adds over deploy/k8s
