@@ -114,8 +114,9 @@ def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None
     | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(VisualiseForm, "PNG, JPEG or WebP image"),
 )
-async def visualise(request: Request, engine: EngineDep) -> Response:
+async def visualise(request: Request) -> Response:
     """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
+    engine: Engine = request.app.state.engine  # not a dependency: one less to solve (issue 27)
     form, uploads = await read_form(request, VisualiseForm)
     if len(uploads) > 1:
         raise invalid_parameters("file: /visualise takes one image per request")
@@ -136,8 +137,9 @@ async def visualise(request: Request, engine: EngineDep) -> Response:
     responses=image_responses(ReconstructResponse, ()) | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(ReconstructForm, "One or more images (repeat the field)", many=True),
 )
-async def reconstruct(request: Request, engine: EngineDep) -> Response:
+async def reconstruct(request: Request) -> Response:
     """Reconstruct uploaded images with an auto-encoder or a VAE."""
+    engine: Engine = request.app.state.engine  # as in visualise
     form, uploads = await read_form(request, ReconstructForm)
     model = _chosen(engine, form.model, "reconstruct", "model" in form.model_fields_set)
     max_files = engine.settings.max_files
