@@ -152,19 +152,22 @@ async def test_unload_then_load_again_and_a_new_name(make_client, own_dir):
 
 
 async def test_twenty_swaps_free_the_old_weights(make_client, own_dir):
-    """A bigger ae (so that its weights dominate): RSS after twenty swaps is where one left it."""
+    """A bigger ae (so that its weights dominate): RSS after twenty more swaps is where the
+    first few left it. (Each thread that loads or runs the model may keep one freed copy in its
+    own malloc arena, so the first swaps may grow the heap by a few copies; later ones reuse
+    them.)"""
     client, _ = await make_client(model_control="explicit", checkpoint_dir=own_dir)
     config, assumption = SMALL["ae"]
-    big = type(config)(hid_channels=256, code_channels=64, kernel_size=3)
-    for seed in range(2):
-        torch.manual_seed(seed)
+    big = type(config)(hid_channels=512, code_channels=256, kernel_size=3)  # 9 MB of weights
+    for seed in range(5):
+        torch.manual_seed(seed % 2)
         save_checkpoint(own_dir / "ae", big.build(assumption), big, MNIST_NORMALISATION, assumption)
         assert (await client.post("/v2/repository/models/ae/load")).status_code == 200
         await _answer(client)
     size = (own_dir / "ae.safetensors").stat().st_size
-    after_one = rss_mb(os.getpid())[0] * 2**20
+    after_warmup = rss_mb(os.getpid())[0] * 2**20
     for _ in range(20):
         assert (await client.post("/v2/repository/models/ae/load")).status_code == 200
         await _answer(client)
-    grown = rss_mb(os.getpid())[0] * 2**20 - after_one
-    assert grown < 3 * size, (grown, size)  # twenty copies kept would be 20 * size
+    grown = rss_mb(os.getpid())[0] * 2**20 - after_warmup
+    assert grown < 2 * size, (grown, size)  # twenty copies kept would be 20 * size
