@@ -89,6 +89,12 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     app.include_router(health)
     app.include_router(v2_server)
     install_web(app)
+    _install_middleware(app, settings, metrics)
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    # the last added runs first: CORS, then metrics (which count what the rest answer)
     if workers.generations() is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
         app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))
@@ -102,4 +108,3 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Seed", "Retry-After"],
         )
-    return app
