@@ -51,3 +51,27 @@ def test_the_error_table_is_errors_with_every_status_and_meaning():
     for code, status, meaning in rows:
         kind = ERRORS[code]
         assert (int(status), meaning) == (kind.status, kind.meaning), code
+
+
+def _blocks(text: str) -> list[str]:
+    """The README's prose paragraphs and list items, without code blocks, tables, headings and
+    ``<!-- ... -->`` markers."""
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```[ \t]*\n", "", text, flags=re.S | re.M)  # a list item too
+    blocks, lines = [], []
+    for line in [*text.splitlines(), ""]:
+        starts_item = re.match(r"\s*(?:[-*+]|\d+\.)\s", line)
+        if not line.strip() or line.lstrip().startswith(("|", "#")) or starts_item:
+            if lines:
+                blocks.append(" ".join(lines))
+            lines = [line] if starts_item else []
+        else:
+            lines.append(line)
+    return blocks
+
+
+def test_no_readme_paragraph_or_list_item_is_over_80_words():
+    blocks = _blocks(README)
+    assert len(blocks) > 20, "no paragraphs found: the pattern or the README changed"
+    long = [f"{len(b.split())} words: {b[:60]}..." for b in blocks if len(b.split()) > 80]
+    assert long == []
