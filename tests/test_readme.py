@@ -57,7 +57,8 @@ def _blocks(text: str) -> list[str]:
     """The README's prose paragraphs and list items, without code blocks, tables, headings and
     ``<!-- ... -->`` markers."""
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r"^[ \t]*```.*?^[ \t]*```[ \t]*\n", "", text, flags=re.S | re.M)  # a list item too
+    # a code block inside a list item leaves the item one block
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```[ \t]*\n", "", text, flags=re.S | re.M)
     blocks, lines = [], []
     for line in [*text.splitlines(), ""]:
         starts_item = re.match(r"\s*(?:[-*+]|\d+\.)\s", line)
