@@ -38,6 +38,15 @@ SAMPLES = ROOT / "service" / "api" / "static" / "samples"
 FIGURES: dict[str, float] = {}
 
 
+# a first build's peak on the disk and in TMPDIR, measured (df every 2 s) with some room spare
+DISK_NEEDED_GB = 12
+SHM_NEEDED_GB = 8
+
+
+def _free_gb(path: str) -> float:
+    return shutil.disk_usage(path).free / 1e9 if os.path.isdir(path) else 0.0
+
+
 def _missing(what: str) -> None:
     if os.environ.get("UNCONV_REQUIRE_CONTAINER") == "1":
         pytest.fail(f"{what}; UNCONV_REQUIRE_CONTAINER=1 needs it (.ci/containers installs it)")
@@ -81,6 +90,15 @@ def image() -> str:
         _missing("podman is not installed")
     if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         _missing(f"the base image {BASE_IMAGE} is missing")
+    # a layer is written about three times while it is committed: the container's files, a
+    # temporary tar (under TMPDIR, twice) and the stored layer; the temporary copies go to
+    # memory where /dev/shm has room, and the disk must hold the rest (CI once ran out)
+    in_memory = _free_gb("/dev/shm") >= SHM_NEEDED_GB
+    environment = os.environ | ({"TMPDIR": "/dev/shm"} if in_memory else {})
+    needed = DISK_NEEDED_GB if in_memory else DISK_NEEDED_GB + SHM_NEEDED_GB
+    graph_root = _podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
+    if _free_gb(graph_root) < needed:
+        _missing(f"{graph_root} has {_free_gb(graph_root):.1f} GB free, a build needs {needed}")
     start = time.monotonic()
     build = subprocess.run(
         [
@@ -93,6 +111,7 @@ def image() -> str:
         text=True,
         timeout=1800,
         check=False,
+        env=environment,
     )
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     (ARTEFACTS / "build.log").write_text(build.stdout + build.stderr)

@@ -119,7 +119,11 @@ def test_dockerfile_runs_the_service_unprivileged_with_a_healthcheck():
     assert 'CMD ["python", "-m", "service"]' in text
     assert set(re.findall(r"\b(UNCONV_[A-Z_]+)=", text)) <= SETTINGS
     assert "IMAGENET1K_V1" in text and "ARG VARIANT=cuda" in text
-    assert text.count("FROM ") >= 2  # multi-stage
+    # one stage: a builder's venv copied into a runtime stage stored PyTorch twice (CI ran out
+    # of disk); the CUDA libraries in a layer of their own, before the rest of the lock
+    assert len(re.findall(r"^FROM ", text, re.M)) == 1
+    installs = re.findall(r"pip install --no-deps -r (\S+)", text)
+    assert installs == ["/tmp/cuda.txt", "/tmp/rest.txt"]
 
 
 def test_kubernetes_manifests_follow_the_kubernetes_schemas():
