@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 
 from ..engine import Engine, ErrorCode, RequestError
 from ..engine.registry import ModelState
 from .contract import error_responses
 from .routes import get_engine
-from .v2_schemas import RepositoryModel, V2ErrorResponse
+from .v2_schemas import RepositoryModel, RepositoryRequest, V2ErrorResponse
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 router = APIRouter(tags=["v2"])
@@ -37,7 +38,7 @@ def _v2_errors(*statuses: int) -> dict:
     return responses
 
 
-_ERRORS = _v2_errors(400, 401, 403, 404, 500, 503)
+_ERRORS = _v2_errors(400, 401, 403, 404, 422, 500, 503)
 
 
 def _entry(model) -> RepositoryModel:
@@ -62,18 +63,59 @@ def _control(engine: Engine) -> None:
         )
 
 
-@router.post("/v2/repository/models/{name}/load", response_model=RepositoryModel, responses=_ERRORS)
-async def load_model(name: str, engine: EngineDep) -> RepositoryModel:
+_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RepositoryRequest.model_json_schema()}},
+    }
+}
+
+
+async def _parameters(request: Request, allowed: set[str]) -> None:
+    """Refuse what the request's ``parameters`` ask for beyond ``allowed``. Triton's clients send
+    JSON without a Content-Type, and no body means no parameters."""
+    raw = await request.body()
+    try:
+        given = RepositoryRequest.model_validate_json(raw).parameters if raw.strip() else None
+    except ValidationError as err:
+        raise RequestError(
+            ErrorCode.INVALID_PARAMETERS,
+            "the body must be a JSON object with an optional 'parameters' object: "
+            + err.errors()[0]["msg"],
+        ) from None
+    unknown = sorted(set(given or {}) - allowed)
+    if unknown:
+        accepted = f" (it accepts {', '.join(sorted(allowed))})" if allowed else ""
+        raise RequestError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"{request.url.path.rsplit('/', 1)[-1]} takes no parameter "
+            f"{', '.join(map(repr, unknown))}{accepted}: a model is loaded from its checkpoint "
+            "in UNCONV_CHECKPOINT_DIR, never from the request",
+        )
+
+
+@router.post(
+    "/v2/repository/models/{name}/load",
+    response_model=RepositoryModel,
+    responses=_ERRORS,
+    openapi_extra=_BODY,
+)
+async def load_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
     """Load a model from its files again (or for the first time) and serve it."""
     _control(engine)
+    await _parameters(request, set())
     return _entry(await engine.reload(name))
 
 
 @router.post(
-    "/v2/repository/models/{name}/unload", response_model=RepositoryModel, responses=_ERRORS
+    "/v2/repository/models/{name}/unload",
+    response_model=RepositoryModel,
+    responses=_ERRORS,
+    openapi_extra=_BODY,
 )
-async def unload_model(name: str, engine: EngineDep) -> RepositoryModel:
+async def unload_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
     """Stop serving a model, once the requests it accepted are answered."""
     _control(engine)
+    await _parameters(request, {"unload_dependents"})
     await engine.unload(name)
     return _entry(engine.models[name])

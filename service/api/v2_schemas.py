@@ -105,3 +105,12 @@ class RepositoryModel(BaseModel):
     version: str
     state: str
     reason: str
+
+
+class RepositoryRequest(BaseModel):
+    """Triton's load and unload bodies. A model is loaded from the service's own checkpoint
+    directory: load's ``config`` and ``file:<path>`` parameters (a model sent in the request) are
+    refused rather than ignored; unload's ``unload_dependents`` is accepted (no model depends on
+    another)."""
+
+    parameters: dict[str, Any] | None = None

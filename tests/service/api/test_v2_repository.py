@@ -171,3 +171,22 @@ async def test_twenty_swaps_free_the_old_weights(make_client, own_dir):
         await _answer(client)
     grown = rss_mb(os.getpid())[0] * 2**20 - after_warmup
     assert grown < 2 * size, (grown, size)  # twenty copies kept would be 20 * size
+
+
+async def test_a_model_sent_in_the_load_request_is_refused(make_client, own_dir):
+    """Triton's load takes ``config`` and ``file:`` parameters (a model in the request); the
+    service serves its checkpoints only, so it says no rather than load its own files."""
+    client, _ = await make_client(model_control="explicit", checkpoint_dir=own_dir)
+    sent = {"parameters": {"config": "{}", "file:1/model.onnx": "AAAA"}}
+    r = await client.post("/v2/repository/models/ae/load", json=sent)
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_parameters"), r.text
+    assert "'config'" in r.json()["error"] and "'file:1/model.onnx'" in r.json()["error"]
+    r = await client.post("/v2/repository/models/ae/load", content=b"[1]")
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_parameters"), r.text
+    assert "JSON object" in r.json()["error"]
+    r = await client.post("/v2/repository/models/ae/load", json={"parameters": {}})
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        "/v2/repository/models/ae/unload", json={"parameters": {"unload_dependents": True}}
+    )
+    assert r.status_code == 200 and r.json()["state"] == "UNAVAILABLE", r.text

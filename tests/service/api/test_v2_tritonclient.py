@@ -193,5 +193,10 @@ def test_the_model_repository_through_tritonclient(checkpoint_dir, tmp_path):
             with pytest.raises(InferenceServerException) as err:
                 client.load_model("ae")  # no key
             assert err.value.status() == "401"
+            # a model sent in the request is refused, not silently ignored
+            with pytest.raises(InferenceServerException) as err:
+                client.load_model("ae", config='{"backend": "onnxruntime"}', headers=_key())
+            assert err.value.status() == "422" and "'config'" in err.value.message()
+            assert client.is_model_ready("ae", headers=_key())
         finally:
             client.close()
