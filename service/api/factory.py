@@ -19,8 +19,13 @@ from ..runtime import available_cores, keep_freed_memory
 from ..settings import Settings
 from .contract import install_openapi
 from .errors import install_error_handlers
-from .middleware import BodyLimitMiddleware, FollowWorkersMiddleware, MetricsMiddleware
-from .routes import health, router
+from .middleware import (
+    BodyLimitMiddleware,
+    DirectRoutes,
+    FollowWorkersMiddleware,
+    MetricsMiddleware,
+)
+from .routes import DIRECT_ROUTES, health, router
 from .v2 import router as v2_router
 from .v2 import server as v2_server
 from .v2_repository import router as v2_repository
@@ -94,7 +99,12 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
-    # the last added runs first: CORS, then metrics (which count what the rest answer)
+    # the last added runs first: CORS, then metrics (which count what the rest answer), the
+    # body limit, following the other workers, and the busy routes straight to their endpoint
+    # (with a key to check they go through the router, whose dependency checks it)
+    if settings.api_key is None:
+        direct = {r.path: r for r in router.routes if getattr(r, "path", None) in DIRECT_ROUTES}
+        app.add_middleware(DirectRoutes, routes=direct)
     if workers.generations() is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
         app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))

@@ -45,6 +45,8 @@ async def get_engine(request: Request) -> Engine:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 router = APIRouter()
+# routes whose endpoint takes only the request: served without the router (middleware.py)
+DIRECT_ROUTES = frozenset({"/reconstruct", "/visualise"})
 health = APIRouter(tags=["health"])
 
 

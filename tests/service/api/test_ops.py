@@ -198,3 +198,46 @@ def test_uvicorn_import_string_builds_the_app():
 
     paths = set(app.openapi()["paths"])
     assert {"/visualise", "/reconstruct", "/generate", "/models", "/healthz", "/readyz"} <= paths
+
+
+async def test_the_directly_served_routes_keep_limits_metrics_and_errors(make_client):
+    """/reconstruct and /visualise skip the router (middleware.DirectRoutes): the streamed body
+    limit, the route's metrics, 405 for another method and the generic 500 hold for them."""
+    client, app = await make_client(max_upload_bytes=2048)
+
+    async def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(10):
+            yield b"x" * 1000
+
+    kind = {"content-type": "multipart/form-data; boundary=b"}
+    r = await client.post("/reconstruct", content=chunks(), headers=kind)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    r = await client.post("/visualise", files={"file": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 422 and r.json()["error"] == "invalid_parameters"
+    assert (await client.get("/reconstruct")).status_code == 405
+    r = await client.post("/reconstruct", files={"file": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+    def broken(key, payloads):
+        raise RuntimeError("secret internals")
+
+    app.state.engine.batchers["ae"].predict = broken
+    with pytest.raises(RuntimeError, match="secret internals"):  # as the router re-raises
+        await client.post("/reconstruct", files={"file": ("x.png", png_bytes(), "image/png")})
+    text = (await client.get("/metrics")).text
+    for route, status in (("/reconstruct", 413), ("/visualise", 422), ("/reconstruct", 200)):
+        line = f'unconv_requests_total{{method="POST",route="{route}",status="{status}"}} 1.0'
+        assert line in text
+    assert 'unconv_requests_total{method="POST",route="/reconstruct",status="500"} 1.0' in text
+
+
+async def test_a_bug_in_a_directly_served_route_is_a_generic_500(make_client):
+    client, app = await make_client(raise_app_exceptions=False)
+
+    def broken(key, payloads):
+        raise RuntimeError("secret internals")
+
+    app.state.engine.batchers["ae"].predict = broken
+    r = await client.post("/reconstruct", files={"file": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert "secret" not in r.text
