@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +121,9 @@ def memory_growth(url: str, pid: int, request: Prepared, plan: Plan, rate: float
     }
 
 
-def litserve_scenarios(env: dict, requests: dict, seconds: float) -> dict:
-    print("LitServe", flush=True)
+@contextmanager
+def litserve_peer(env: dict, workers: int):
+    """The LitServe peer with ``workers`` inference workers on a free port; yields (url, pid)."""
     port = free_port()
     command = [
         sys.executable,
@@ -129,6 +131,7 @@ def litserve_scenarios(env: dict, requests: dict, seconds: float) -> dict:
         "bench.serving.peer_litserve",
         str(port),
         env["UNCONV_CHECKPOINT_DIR"],
+        str(workers),
     ]
     process = subprocess.Popen(
         command,
@@ -137,19 +140,48 @@ def litserve_scenarios(env: dict, requests: dict, seconds: float) -> dict:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    url, request = f"http://127.0.0.1:{port}", requests["litserve"]
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, "/health")
-        rows = []
-        for concurrency in SERVICE_LOADS["reconstruct_1"][1]:
-            rows.append(load(url, request, concurrency, seconds, process.pid))
-            print(f"  litserve c={concurrency}: {rows[-1]}", flush=True)
-        cross = httpx_load(url, request, 64, seconds, process.pid)
-        print(f"  litserve httpx cross-check c=64: {cross}", flush=True)
-        return {"rows": rows, "httpx_c64": cross}
+        yield url, process.pid
     finally:
         os.killpg(process.pid, 15)  # LitServe runs worker processes of its own
         process.wait(30)
+
+
+def litserve_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
+    """LitServe at one and at two inference workers against the service (batching on), all
+    three up at once. ``versus``: /reconstruct one image at c=64 in ``plan.rounds`` rounds,
+    each measuring the service and both peers back to back (the order reversed every other
+    round), so that each ratio compares neighbouring loads. ``rows``: the peer with one worker
+    at each concurrency, and the httpx cross-check."""
+    print("LitServe at 1 and 2 inference workers, and the service", flush=True)
+    seconds = plan.seconds / plan.rounds
+    with (
+        service(env) as (url, process, _),
+        litserve_peer(env, 1) as (one_url, one_pid),
+        litserve_peer(env, 2) as (two_url, two_pid),
+    ):
+        targets = {
+            "service": (url, process.pid, requests["reconstruct_1"]),
+            "litserve_1": (one_url, one_pid, requests["litserve"]),
+            "litserve_2": (two_url, two_pid, requests["litserve"]),
+        }
+        rounds = []
+        for i in range(plan.rounds):
+            row = {}
+            for name, (where, pid, request) in list(targets.items())[:: 1 - 2 * (i % 2)]:
+                row[name] = load(where, request, 64, seconds, pid, warmup_s=int(i == 0))
+            rounds.append(row)
+            summary = {name: (x["requests_per_s"], x["p99_ms"]) for name, x in row.items()}
+            print(f"  round {i + 1}, c=64 (req/s, p99 ms): {summary}", flush=True)
+        rows = []
+        for concurrency in SERVICE_LOADS["reconstruct_1"][1]:
+            rows.append(load(one_url, requests["litserve"], concurrency, plan.seconds, one_pid))
+            print(f"  litserve c={concurrency}: {rows[-1]}", flush=True)
+        cross = httpx_load(one_url, requests["litserve"], 64, plan.seconds, one_pid)
+        print(f"  litserve httpx cross-check c=64: {cross}", flush=True)
+    return {"rows": rows, "httpx_c64": cross, "versus": {"concurrency": 64, "rounds": rounds}}
 
 
 def cold_start(env: dict) -> float:
@@ -180,7 +212,7 @@ def run(plan: Plan, quick: bool) -> dict:
             "ceiling": measure_ceiling(plan),
             "cold_start_seconds": cold_start(env),
             **paired_scenarios(env, requests, plan),
-            "litserve": litserve_scenarios(env, requests, plan.seconds),
+            "litserve": litserve_scenarios(env, requests, plan),
             "latency": low_load_latency(env, requests, plan.latency_s, plan.latency_rounds),
             "gpu": gpu_section(env, requests, plan.seconds),
         }

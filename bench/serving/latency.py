@@ -1,4 +1,4 @@
-"""Latency at low load with the machine's other core busy, against the naive peer.
+"""Latency at low load, idle and with the machine's other core busy, against the naive peer.
 
 On a shared node another process often holds a core; a forward pass split over two OpenMP
 threads then waits for the one that was preempted. A CPU-bound process pinned to the last core
@@ -24,7 +24,13 @@ from .server import service
 
 # concurrency -> how many times longer its loads run: the naive peer answers a photo at c=64
 # only after about 64 forward passes of 60 ms each
-LEVELS = {"reconstruct_1": {1: 1, 16: 1, 64: 1}, "visualise_5": {1: 1, 16: 2, 64: 4}}
+LEVELS = {
+    "reconstruct_1": {1: 1, 16: 1, 64: 1},
+    "visualise_5": {1: 1, 16: 2, 64: 4},
+    "generate_64": {1: 1},
+}
+# every route at c=1 on an idle machine too
+IDLE = ("reconstruct_1", "visualise_5", "generate_64")
 
 
 @contextmanager
@@ -81,12 +87,17 @@ def side_by_side(
 
 
 def low_load_latency(env: dict, requests: dict, seconds: float, rounds: int) -> dict:
-    """For /reconstruct (one digit) and /visualise (AlexNet layer 5, a photo): service and
-    naive peer at each concurrency, with one core busy."""
-    print("latency with one core busy: service and naive peer side by side", flush=True)
-    results: dict = {}
+    """For /reconstruct (one digit), /visualise (AlexNet layer 5, a photo) and /generate (n=64):
+    service and naive peer at c=1 on the idle machine (``idle``), then at each concurrency of
+    ``LEVELS`` with one core busy."""
+    print("latency, idle then with one core busy: service and naive peer side by side", flush=True)
+    results: dict = {"idle": {}}
     with service(env) as (url, process, _), naive_peer(env) as (naive_url, naive):
         targets = {"service": (url, process.pid), "naive": (naive_url, naive.pid)}
+        for key in IDLE:
+            pair = side_by_side(targets, requests[key], 1, seconds, rounds)
+            results["idle"][key] = {"1": pair}
+            print(f"  idle {key} c=1: {pair}", flush=True)
         with busy_core() as core:
             results["busy_core"] = core
             for key, levels in LEVELS.items():

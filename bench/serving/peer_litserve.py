@@ -3,12 +3,15 @@
 (``{"image": ...}``): LitServe passes requests to its worker processes through a queue, which
 cannot carry multipart uploads.
 
-Run as a script: ``python -m bench.serving.peer_litserve PORT CHECKPOINT_DIR``.
+Run as a script: ``python -m bench.serving.peer_litserve PORT CHECKPOINT_DIR [WORKERS]``, with
+``WORKERS`` inference worker processes (``workers_per_device``, default 1), each on its share of
+the cores' torch threads, as the service's workers are.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sys
 
 import litserve
@@ -20,11 +23,13 @@ from service.models import load_checkpoint
 
 
 class ReconstructAPI(litserve.LitAPI):
-    def __init__(self, checkpoint_dir: str):
+    def __init__(self, checkpoint_dir: str, workers: int = 1):
         super().__init__(max_batch_size=64, batch_timeout=0.005)
         self.checkpoint_dir = checkpoint_dir
+        self.workers = workers
 
     def setup(self, device):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.workers))
         checkpoint = load_checkpoint(f"{self.checkpoint_dir}/ae", device)
         # the memory layout the service uses, so that the comparison is of serving alone
         self.model = checkpoint.model.to(memory_format=torch.channels_last)
@@ -50,7 +55,11 @@ class ReconstructAPI(litserve.LitAPI):
 
 if __name__ == "__main__":
     port, checkpoint_dir = int(sys.argv[1]), sys.argv[2]
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     server = litserve.LitServer(
-        ReconstructAPI(checkpoint_dir), accelerator="cpu", api_path="/reconstruct"
+        ReconstructAPI(checkpoint_dir, workers),
+        accelerator="cpu",
+        api_path="/reconstruct",
+        workers_per_device=workers,
     )
     server.run(port=port, log_level="warning", generate_client_file=False)

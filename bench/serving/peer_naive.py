@@ -21,7 +21,9 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import Response
 from torchvision import models
 
+from service.api.schemas import GenerateRequest
 from service.engine.imaging import ImageSpec, decode_input, encode_png, grid, projection_to_image
+from service.engine.latents import latent_codes
 from service.models import (
     IMAGENET_NORMALISATION,
     TORCHVISION_NETWORKS,
@@ -37,8 +39,11 @@ def create_app(checkpoint_dir: str) -> FastAPI:
     ae = load_checkpoint(f"{checkpoint_dir}/ae", torch.device("cpu"))
     ae_spec = ImageSpec(1, 28, ae.normalisation)
     cnn = load_checkpoint(f"{checkpoint_dir}/cnn", torch.device("cpu"))
+    vae = load_checkpoint(f"{checkpoint_dir}/vae", torch.device("cpu"))
+    prior = getattr(vae.model, "prior", None)
+    labels = list(vae.config.labels) if prior is not None else None
     # the memory layout the service uses, so that the comparison is of serving alone
-    for checkpoint in (ae, cnn):
+    for checkpoint in (ae, cnn, vae):
         checkpoint.model.to(memory_format=torch.channels_last)
     networks = {
         "cnn": (UndoableSequential(cnn.model.features).eval(), ImageSpec(1, 28, cnn.normalisation))
@@ -66,6 +71,14 @@ def create_app(checkpoint_dir: str) -> FastAPI:
         with torch.inference_mode():
             vis = deconv.visualise(x, layer, 9)
         return Response(encode_png(projection_to_image(vis.projection[0])), media_type="image/png")
+
+    @app.post("/generate")
+    def generate(body: GenerateRequest) -> Response:
+        z, seed = latent_codes(body, vae.config.latent_features, prior, labels)
+        with torch.inference_mode():
+            images = vae.model.decode(z)
+        headers = {"X-Seed": str(seed)}
+        return Response(encode_png(grid(images)), media_type="image/png", headers=headers)
 
     @app.get("/readyz")
     def ready() -> dict:
