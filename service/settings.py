@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         "several worker processes each swaps before its next request); `none` refuses them with "
         "403. `POST /v2/repository/index` answers either way",
     )
+    watch_checkpoints: bool = Field(
+        False,
+        description="`1` reloads a checkpoint whose files changed (retrained, fixed or new) "
+        "within about two seconds, with no restart and no load call; each worker process "
+        "watches for itself, and a model unloaded on request stays unloaded",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"
     )

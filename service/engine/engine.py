@@ -20,6 +20,7 @@ from .generations import Action, Generations
 from .metrics import Metrics
 from .registry import ModelState, ServedModel, discover, load, rediscover
 from .runner import CodecPool, ThreadShare, make_predict, single_threaded
+from .watch import changed, checkpoint_files
 
 log = logging.getLogger("unconv")
 
@@ -83,8 +84,16 @@ class Engine:
         self._done: dict[str, int] = {}  # name: the last shared generation this worker applied
         self._seen = 0  # the shared revision whose table this worker has applied
         self._following: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
+        self._unloaded_here: set[str] = set()  # unloaded on request: a watch leaves them so
+
+    WATCH_INTERVAL_S = 2.0
 
     def start(self) -> None:
+        if self.settings.watch_checkpoints:
+            # before the loads, so that a checkpoint rewritten while they run is seen as changed
+            seen = checkpoint_files(self.settings.checkpoint_dir)
+            self._watcher = asyncio.create_task(self._watch(seen), name="watch-checkpoints")
         self._loader = asyncio.create_task(self._load_all(), name="load-models")
 
     async def _load_all(self) -> None:
@@ -155,6 +164,7 @@ class Engine:
             )
         batcher = self._batcher(model)
         await self._swap(name, model, batcher)
+        self._unloaded_here.discard(name)
         log.info("loaded %s (%s)", name, model.metadata.get("sha256", "torchvision"))
         return model
 
@@ -170,6 +180,7 @@ class Engine:
         if name not in self.models:
             raise RequestError(ErrorCode.UNKNOWN_MODEL, f"no model {name!r}")
         await self._swap(name, self._unloaded(self.models[name]), None)
+        self._unloaded_here.add(name)
 
     @staticmethod
     def _unloaded(old: ServedModel) -> ServedModel:
@@ -218,6 +229,25 @@ class Engine:
                     log.error("could not %s %s as another worker did: %s", action, name, err)
                 self._done[name] = generation
         self._seen = max(self._seen, seen)
+
+    async def _watch(self, seen: dict) -> None:
+        """Reload each checkpoint whose files changed (``UNCONV_WATCH_CHECKPOINTS``)."""
+        await self.wait_ready()
+        directory = self.settings.checkpoint_dir
+        while not self.closing:
+            await asyncio.sleep(self.WATCH_INTERVAL_S)
+            now = await asyncio.to_thread(checkpoint_files, directory)
+            for name in changed(seen, now):
+                if self.closing or name in self._unloaded_here:
+                    continue
+                try:
+                    async with self._swapping:
+                        await self._reload(name)
+                except RequestError as err:  # the old model, if any, keeps serving
+                    log.error("%s changed on disk but did not load: %s", name, err.detail)
+                except Exception:  # files vanishing mid-read must not end the watch
+                    log.exception("%s changed on disk but did not load", name)
+            seen = now
 
     async def _swap(self, name: str, model: ServedModel, batcher: Batcher | None) -> None:
         # one step, with no await: each request sees the old model and batcher or the new
@@ -288,8 +318,10 @@ class Engine:
     async def close(self) -> None:
         """Stop accepting, answer everything accepted, release the executor."""
         self.closing = True
-        if self._loader is not None:
-            await asyncio.gather(self._loader, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        tasks = [t for t in (self._loader, self._watcher) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
         self.executor.shutdown(wait=True)
         self.codec.shutdown()
