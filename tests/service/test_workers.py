@@ -1,6 +1,7 @@
 """``python -m service`` with several worker processes (service/workers.py): one port, the
-workers' metrics summed, a dead worker replaced, readiness for all of them, and a model loaded
-or unloaded through one worker swapped by every worker."""
+workers' metrics summed, a dead worker replaced, readiness for all of them, a model loaded
+or unloaded through one worker swapped by every worker, and a checkpoint changed on disk
+reloaded by every worker when they watch."""
 
 import os
 import signal
@@ -109,4 +110,25 @@ def test_every_worker_swaps_what_one_loaded_or_unloaded(checkpoint_dir, tmp_path
                     timeout=30,
                 )
                 assert vae.status_code == 200, vae.text  # the other models keep serving
+        assert server.poll() is None
+
+
+def test_every_worker_watches_the_checkpoints(checkpoint_dir, tmp_path):
+    """UNCONV_WATCH_CHECKPOINTS=1 with two workers: a retrained ae on disk, and no call; each
+    worker in turn (the other stopped) comes to answer with the new weights by itself."""
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
+    env = {"UNCONV_WORKERS": "2", "UNCONV_WATCH_CHECKPOINTS": "1"}
+    with running_service(checkpoints, tmp_path / "server.log", **env) as (server, url):
+        workers = sorted(child_processes(server.pid))
+        old = _expected(checkpoints)
+        _retrain(checkpoints, seed=11)
+        new = _expected(checkpoints)
+        assert np.abs(new - old).max() > 1e-2
+        for worker in workers:
+            with stopped(next(w for w in workers if w != worker)):
+                deadline = time.monotonic() + 30
+                while not np.allclose(answer := _ae_answer(url), new, atol=1e-5):
+                    assert time.monotonic() < deadline, "still the old weights after 30 s"
+                    np.testing.assert_allclose(answer, old, atol=1e-5)  # old or new, nothing else
+                    time.sleep(0.2)
         assert server.poll() is None
