@@ -22,6 +22,9 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, uncounted: frozenset[str] = frozenset()):
         self.app, self.metrics, self.uncounted = app, metrics, uncounted
+        # the labelled children by (route, method, status): prometheus_client's ``labels``
+        # checks its arguments and takes a lock on every call
+        self._children: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,9 +43,15 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             if route not in self.uncounted:
-                method = scope["method"]
-                self.metrics.requests.labels(route, method, str(status)).inc()
-                self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+                key = (route, scope["method"], status)
+                children = self._children.get(key)
+                if children is None:
+                    children = self._children[key] = (
+                        self.metrics.requests.labels(route, key[1], str(status)),
+                        self.metrics.latency.labels(route, key[1]),
+                    )
+                children[0].inc()
+                children[1].observe(time.perf_counter() - started)
 
 
 class BodyLimitMiddleware:

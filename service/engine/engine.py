@@ -268,17 +268,17 @@ class Engine:
         if self.closing:
             raise shutting_down()
         model = self.models.get(name)
-        accepted = sorted(n for n, m in self.models.items() if endpoint in m.endpoints)
         if model is None:
             raise RequestError(
                 ErrorCode.UNKNOWN_MODEL,
-                f"no model {name!r}; /{endpoint} accepts {accepted} (GET /models lists every "
-                "model)",
+                f"no model {name!r}; /{endpoint} accepts {self._accepting(endpoint)} (GET "
+                "/models lists every model)",
             )
         if model.kind != "unknown" and endpoint not in model.endpoints:
             raise RequestError(
                 ErrorCode.INVALID_PARAMETERS,
-                f"model {name!r} is a {model.kind}; /{endpoint} accepts {accepted}",
+                f"model {name!r} is a {model.kind}; /{endpoint} accepts "
+                f"{self._accepting(endpoint)}",
             )
         if model.state is ModelState.LOADING:
             raise not_ready(f"model {name!r} is")
@@ -289,6 +289,10 @@ class Engine:
                 30,  # it stays so until the fix and a restart
             )
         return model
+
+    def _accepting(self, endpoint: str) -> list[str]:
+        """The models ``endpoint`` accepts, for an error's detail (never on the busy path)."""
+        return sorted(n for n, m in self.models.items() if endpoint in m.endpoints)
 
     async def submit(self, model: ServedModel, key: Hashable, job: Any, size: int) -> Any:
         """Batch ``job`` (``size`` items) with other jobs of ``model`` under the same ``key``;
