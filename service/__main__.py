@@ -29,7 +29,8 @@ def main() -> None:
         from .api import create_app
 
         # built once, before the fork; each worker divides its share of the cores
-        app = create_app(settings, cores=max(1, available_cores() // workers))
+        cores = max(1, available_cores() // workers)
+        app = create_app(settings.for_cores(cores), cores=cores)
         return uvicorn.Config(
             app,
             host=settings.host,

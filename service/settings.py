@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         2,
         ge=1,
         description="Batches that run at once, an inference thread each: while one runs its "
-        "forward pass, another decodes or encodes its images; they share the CPU threads",
+        "forward pass, another decodes or encodes its images; they share the CPU threads. When "
+        "unset, `python -m service` runs at most one per core of a worker (one per worker on the "
+        "CPU)",
     )
     max_queue: int = Field(
         1024, ge=1, description="Most items waiting per model; beyond it 503 with `Retry-After`"
@@ -151,6 +153,17 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         resolve_device(value)  # the one validation: raises ValueError saying what is allowed
         return value
+
+    def for_cores(self, cores: int) -> Settings:
+        """These settings for a process with ``cores`` cores (``python -m service`` divides the
+        machine's among its workers): unless UNCONV_CONCURRENT_BATCHES is set, no more batches
+        run at once than the process has cores. A worker on one core then runs one batch at a
+        time, about twice as large, for a tenth less CPU per request than two smaller ones
+        taking turns on that core (docs/performance.md, round 3)."""
+        if "concurrent_batches" in self.model_fields_set:
+            return self
+        batches = max(1, min(self.concurrent_batches, cores))
+        return self.model_copy(update={"concurrent_batches": batches})
 
     def worker_processes(self) -> int:
         """How many server processes ``python -m service`` starts."""

@@ -101,3 +101,10 @@ def test_both_ways_of_starting_exit_2_with_one_line(command):
         "unconv: configuration error: UNCONV_DEVICE='tpu' is invalid: "
         "expected auto, cpu, cuda or cuda:N"
     ]
+
+
+def test_a_worker_runs_no_more_batches_at_once_than_its_cores_unless_asked(monkeypatch):
+    monkeypatch.delenv("UNCONV_CONCURRENT_BATCHES", raising=False)
+    assert [Settings().for_cores(n).concurrent_batches for n in (1, 2, 8)] == [1, 2, 2]
+    monkeypatch.setenv("UNCONV_CONCURRENT_BATCHES", "3")  # set: kept whatever the cores
+    assert [Settings().for_cores(n).concurrent_batches for n in (1, 8)] == [3, 3]
