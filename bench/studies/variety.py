@@ -10,10 +10,14 @@ held-out digits:
   judged with p > 0.9, lowest per-digit agreement with ``label``, precision, recall and FID, as
   in bench/studies/generation.py.
 
+Checkpoints given with ``--bound`` are not judged: their recipe (from the checkpoint's
+metadata and config) and held-out negative ELBO make a table of their own, the record of
+training runs that were tried for the bound.
+
 Writes ``docs/variety.json`` (the figures) and ``docs/variety.md`` (rendered from them).
 
 Usage: ``python -m bench.studies.variety --vae CHECKPOINT [--vae ...] [--components 10,60]
-[--temperatures 0.5,0.7]``.
+[--temperatures 0.5,0.7] [--bound CHECKPOINT ...]``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,43 @@ def study(path: Path, judge, components, temperatures) -> dict:
     }
 
 
+def bound(path: Path) -> dict:
+    """A checkpoint's recipe and held-out negative ELBO (N(0, I) prior), without judging it."""
+    checkpoint = load_checkpoint(path)
+    metadata, config = checkpoint.metadata, checkpoint.config
+    return {
+        "checkpoint": str(path),
+        "epochs": metadata["epochs"],
+        "optimiser": metadata["optimiser"],
+        "beta": metadata["beta"],
+        "kl_warmup": metadata.get("kl_warmup") or 0,
+        "res_blocks": getattr(config, "res_blocks", 0),
+        "dropout": getattr(config, "dropout", 0.0),
+        "train_seconds": sum(row["seconds"] for row in metadata["history"]),
+        "neg_elbo": metadata["metrics"]["neg_elbo"],
+    }
+
+
+def _bound_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Other training runs (held-out bound only)\n",
+        "Not judged: the recipe of each checkpoint and its held-out negative ELBO (N(0, I) "
+        "prior, one latent sample per image). Seconds: training epochs, on the shared machine, "
+        "two runs side by side with one thread each.\n",
+        "| checkpoint | epochs | optimiser, peak lr, weight decay | KL weight (warm-up epochs) "
+        "| residual blocks | dropout | train seconds | neg. ELBO |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        o = r["optimiser"]
+        lines.append(
+            f"| `{r['checkpoint']}` | {r['epochs']} | {o['name']} {o['lr']:g}, "
+            f"{o['weight_decay']:g} | {r['beta']:g} ({r['kl_warmup']}) | {r['res_blocks']} "
+            f"| {r['dropout']:g} | {r['train_seconds']:.0f} | {r['neg_elbo']:.1f} |"
+        )
+    return [*lines, ""]
+
+
 def render(results: dict) -> str:
     """docs/variety.md from docs/variety.json's figures."""
     real = results["real"]
@@ -114,6 +155,8 @@ def render(results: dict) -> str:
             for r in entry["priors"]
         ]
         parts.append("")
+    if results.get("bounds"):
+        parts += _bound_table(results["bounds"])
     return "\n".join(parts)
 
 
@@ -122,6 +165,7 @@ def main() -> None:
     parser.add_argument("--vae", type=Path, action="append", required=True)
     parser.add_argument("--components", type=_csv(int), default=(10, 60, 100))
     parser.add_argument("--temperatures", type=_csv(float), default=(0.5, 0.7, 0.85, 1.0))
+    parser.add_argument("--bound", type=Path, action="append", default=[])
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     args = parser.parse_args()
     judge = load_or_train_judge()
@@ -130,6 +174,7 @@ def main() -> None:
         [f"--vae {v}" for v in args.vae]
         + [f"--components {','.join(map(str, args.components))}"]
         + [f"--temperatures {','.join(f'{t:g}' for t in args.temperatures)}"]
+        + [f"--bound {b}" for b in args.bound]
     )
     results = {
         "command": command,
@@ -141,6 +186,7 @@ def main() -> None:
         ),
         "real": fidelity(judge, training, held_out),
         "checkpoints": [study(v, judge, args.components, args.temperatures) for v in args.vae],
+        "bounds": [bound(b) for b in args.bound],
     }
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "variety.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -203,6 +203,25 @@ class VariationalAutoEncoder(nn.Module):
         return to_intensities(logits, self.assumption, sample_range(x))
 
 
+class Residual(nn.Module):
+    """``x + conv(act(conv(x)))``: two 3x3 convolutions that keep the channels and the size,
+    the second initialised to zero."""
+
+    def __init__(self, channels: int, activation: str):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            make_activation(activation),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        # each block starts as the identity, so that blocks train as stably as the plain layout
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class CropTo(nn.Module):
     """Crop (N, C, H', W') to (N, C, height, width) from the top-left corner."""
 
@@ -258,6 +277,11 @@ class ConvVAEConfig:
     ``labels`` (both configs): names of the classes of a ``LabelPrior`` fitted after training,
     in order; empty for a VAE that samples from N(0, I). ``prior_components`` (Gaussians per
     label) and ``prior_temperature`` are that prior's ``components`` and ``temperature``.
+
+    ``res_blocks``: residual blocks (``Residual`` and an activation) added at each of the two
+    resolutions of the encoder and of the decoder; 0 is the auto-encoder's two-convolution
+    layout. ``dropout``: the probability of dropping each input of the dense layers in
+    training (the flattened convolutional features of the encoder and the hidden layers).
     """
 
     architecture: ClassVar[str] = "conv-vae"
@@ -275,12 +299,24 @@ class ConvVAEConfig:
     labels: tuple[str, ...] = ()
     prior_components: int = 1
     prior_temperature: float = 1.0
+    res_blocks: int = 0
+    dropout: float = 0.0
+
+    def _blocks(self, channels: int, activation_first: bool = False) -> list[nn.Module]:
+        """``res_blocks`` residual blocks of ``channels``, each followed (or preceded) by the
+        activation."""
+        layers: list[nn.Module] = []
+        for _ in range(self.res_blocks):
+            pair = [Residual(channels, self.activation), make_activation(self.activation)]
+            layers += pair[::-1] if activation_first else pair
+        return layers
 
     def _dense(self, sizes: list[int]) -> list[nn.Module]:
         """Linear layers through ``sizes`` with an activation between them."""
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(pairwise(sizes)):
             layers += [make_activation(self.activation)] if i else []
+            layers += [nn.Dropout(self.dropout)] if i and self.dropout else []
             layers.append(nn.Linear(n_in, n_out))
         return layers
 
@@ -288,19 +324,44 @@ class ConvVAEConfig:
         act = make_activation(self.activation)
         parts = (self.kernel_size, self.stride, self.pooling, act)
         features = conv_encoder(self.in_channels, self.hid_channels, self.code_channels, *parts)
+        if self.res_blocks:  # after the first convolution's activation, and after the last
+            first, act_, pool, last = features
+            features = nn.Sequential(
+                first,
+                act_,
+                *self._blocks(self.hid_channels),
+                pool,
+                last,
+                *self._blocks(self.code_channels, activation_first=True),
+            )
         with torch.no_grad():
             code_shape = features(torch.zeros(1, self.in_channels, *self.image_size)).shape[1:]
         hidden = [self.hidden_features] if self.hidden_features else []
         sizes = [code_shape.numel(), *hidden, 2 * self.latent_features]
         encoder = nn.Sequential(
-            features, nn.Flatten(), make_activation(self.activation), *self._dense(sizes)
+            features,
+            nn.Flatten(),
+            make_activation(self.activation),
+            *([nn.Dropout(self.dropout)] if self.dropout else []),
+            *self._dense(sizes),
         )
         sizes = [self.latent_features, *hidden, code_shape.numel()]
+        convolutions = conv_decoder(self.code_channels, self.hid_channels, self.in_channels, *parts)
+        if self.res_blocks:  # before the first transposed convolution, and after its activation
+            first, act_, upsample, last = convolutions
+            convolutions = nn.Sequential(
+                *self._blocks(self.code_channels),
+                first,
+                act_,
+                *self._blocks(self.hid_channels),
+                upsample,
+                last,
+            )
         decoder = nn.Sequential(
             *self._dense(sizes),
             make_activation(self.activation),
             nn.Unflatten(1, tuple(code_shape)),
-            conv_decoder(self.code_channels, self.hid_channels, self.in_channels, *parts),
+            convolutions,
             CropTo(*self.image_size),
         )
         return VariationalAutoEncoder(encoder, decoder, assumption, _prior(self))

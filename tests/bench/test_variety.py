@@ -25,3 +25,13 @@ def test_a_prior_row_shows_its_figures_rounded():
     assert "| 100 | 0.6 | 0.93 | 0.63 | 16.9 | 9.22 | 94.2% | 95.0% |" in text.splitlines()
     assert "Held-out negative ELBO 108.9 nats (N(0, I) prior); 483 s" in text
     assert "precision 0.89, recall 0.87, FID 9.1" in text
+
+
+def test_runs_judged_only_by_their_bound_make_a_table_of_their_own():
+    run = {"checkpoint": "ck/a", "epochs": 30, "beta": 0.8, "kl_warmup": 0, "res_blocks": 2}
+    run |= {"optimiser": {"name": "adamw", "lr": 0.001, "weight_decay": 0.1}, "dropout": 0.0}
+    run |= {"train_seconds": 340.4, "neg_elbo": 102.93}
+    real = {"precision": 0.885, "recall": 0.87, "fid": 9.08}
+    text = render({"machine": "M.", "real": real, "checkpoints": [], "bounds": [run]})
+    assert "| `ck/a` | 30 | adamw 0.001, 0.1 | 0.8 (0) | 2 | 0 | 340 | 102.9 |" in text
+    assert "Other training runs" not in render({"machine": "M.", "real": real, "checkpoints": []})

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from service.models import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder
+from service.models.vae import Residual
 
 
 def test_regularisation_is_summed_over_dims_and_averaged_over_batch():
@@ -72,3 +73,29 @@ def test_conv_vae_reuses_the_auto_encoder_parts():
     vae = ConvVAEConfig().build("binomial")
     assert any(isinstance(m, nn.AvgPool2d) for m in vae.encoder.modules())
     assert any(isinstance(m, nn.ConvTranspose2d) for m in vae.decoder.modules())
+
+
+def test_residual_blocks_start_as_the_identity():
+    block = Residual(4, "elu")
+    x = torch.randn(2, 4, 7, 7)
+    assert torch.equal(block(x), x)
+
+
+def test_res_blocks_and_dropout_keep_the_shapes_and_eval_is_repeatable():
+    config = ConvVAEConfig(
+        hid_channels=4, code_channels=4, latent_features=6, res_blocks=2, dropout=0.3
+    )
+    vae = config.build("binomial")
+    residuals = [m for m in vae.modules() if isinstance(m, Residual)]
+    assert len(residuals) == 8  # two per resolution, in the encoder and in the decoder
+    assert any(isinstance(m, nn.Dropout) for m in vae.encoder.modules())
+    x = torch.randn(3, 1, 28, 28)
+    y, (mean, _) = vae(x)
+    assert y.shape == x.shape and mean.shape == (3, 6)
+    vae.eval()
+    assert torch.equal(vae(x)[0], vae(x)[0])  # no dropout outside training
+
+
+def test_the_plain_layout_is_unchanged_by_the_new_fields():
+    plain = ConvVAEConfig().build("binomial")
+    assert not any(isinstance(m, Residual | nn.Dropout) for m in plain.modules())
