@@ -71,6 +71,9 @@ _BODY = {
 }
 
 
+_MODEL_ROUTE = {"response_model": RepositoryModel, "responses": _ERRORS, "openapi_extra": _BODY}
+
+
 async def _parameters(request: Request, allowed: set[str]) -> None:
     """Refuse what the request's ``parameters`` ask for beyond ``allowed``. Triton's clients send
     JSON without a Content-Type, and no body means no parameters."""
@@ -94,12 +97,7 @@ async def _parameters(request: Request, allowed: set[str]) -> None:
         )
 
 
-@router.post(
-    "/v2/repository/models/{name}/load",
-    response_model=RepositoryModel,
-    responses=_ERRORS,
-    openapi_extra=_BODY,
-)
+@router.post("/v2/repository/models/{name}/load", **_MODEL_ROUTE)
 async def load_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
     """Load a model from its files again (or for the first time) and serve it."""
     _control(engine)
@@ -107,12 +105,7 @@ async def load_model(name: str, request: Request, engine: EngineDep) -> Reposito
     return _entry(await engine.reload(name))
 
 
-@router.post(
-    "/v2/repository/models/{name}/unload",
-    response_model=RepositoryModel,
-    responses=_ERRORS,
-    openapi_extra=_BODY,
-)
+@router.post("/v2/repository/models/{name}/unload", **_MODEL_ROUTE)
 async def unload_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
     """Stop serving a model, once the requests it accepted are answered."""
     _control(engine)
