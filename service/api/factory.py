@@ -103,7 +103,11 @@ def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> N
     # body limit, following the other workers, and the busy routes straight to their endpoint
     # (with a key to check they go through the router, whose dependency checks it)
     if settings.api_key is None:
-        direct = {r.path: r for r in router.routes if getattr(r, "path", None) in DIRECT_ROUTES}
+        direct = {
+            r.path: (r, DIRECT_ROUTES[r.path])
+            for r in router.routes
+            if getattr(r, "path", None) in DIRECT_ROUTES and "POST" in r.methods
+        }
         app.add_middleware(DirectRoutes, routes=direct)
     if workers.generations() is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}

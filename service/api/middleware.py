@@ -4,16 +4,20 @@ model loads, and the busy routes served without the router."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine.errors import ErrorCode
 from ..engine.metrics import Metrics
 from .errors import error_response
+
+Handler = Callable[[Request], Awaitable[Response | None]]
 
 
 class MetricsMiddleware:
@@ -106,40 +110,45 @@ class FollowWorkersMiddleware:
 
 
 class DirectRoutes:
-    """Serves the busy routes' requests (``routes``: path -> route, POST only) straight from the
-    middleware stack: their endpoint is called with the request and its answer sent, or an
+    """Serves the busy routes' POST requests straight from the middleware stack (``routes``:
+    path -> the route and a handler of the request alone): the handler's answer is sent, or an
     exception is answered by the app's handler for it, as Starlette's exception middleware
-    does. Everything else goes on to the app's exception middleware and router.
+    does. A handler that returns None leaves the request to the router, its body replayed.
+    Everything else goes on to the app's exception middleware and router.
 
-    These endpoints take only the request and read their form themselves (``forms.py``), so
-    what is skipped is machinery they do not use: FastAPI's route matching through included
-    routers, its dependency solving, three ``AsyncExitStack``s and two exception wrappers per
-    request, about a fifth of the event loop's time (docs/performance.md, round 3). The routes
-    stay declared on the router, for the OpenAPI document and for any method but POST.
+    What is skipped is machinery these handlers do not use: FastAPI's route matching through
+    included routers, its dependency solving, three ``AsyncExitStack``s and two exception
+    wrappers per request, about a fifth of the event loop's time (docs/performance.md, round
+    3). The routes stay declared on the router, for the OpenAPI document, for any other
+    method, and for the requests their handler leaves (a JSON body that does not validate, so
+    that its error is FastAPI's own).
     """
 
-    def __init__(self, app: ASGIApp, routes: dict[str, BaseRoute]):
+    def __init__(self, app: ASGIApp, routes: dict[str, tuple[BaseRoute, Handler]]):
         self.app, self.routes = app, routes
         self._handlers: tuple[dict, dict] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = None
+        entry = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(get_route_path(scope))
-        if route is None:
+            entry = self.routes.get(get_route_path(scope))
+        if entry is None:
             return await self.app(scope, receive, send)
+        route, handle = entry
         app = scope["app"]
         scope.setdefault("router", app.router)
         scope["endpoint"], scope["path_params"], scope["route"] = route.endpoint, {}, route
         request = Request(scope, receive, send)
         try:
-            response = await route.endpoint(request)
+            response = await handle(request)
         except Exception as exc:
             handler = self._handler(app, exc)
             if handler is None:
                 raise  # a bug: the server error middleware answers 500
             response = await handler(request, exc)
             exc.__traceback__ = None  # as Starlette's handling does, for reused instances
+        if response is None:
+            return await self.app(scope, _replay(await request.body(), receive), send)
         await response(scope, receive, send)
 
     def _handler(self, app, exc: Exception):
@@ -160,3 +169,13 @@ class DirectRoutes:
             if cls in by_class:
                 return by_class[cls]
         return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives the body already read first."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

@@ -4,12 +4,14 @@ encoder of its answer, and return what the engine's codec threads made of it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import json
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from .. import workers
 from ..engine import Engine, ErrorCode, RequestError, ServedModel, not_ready, shutting_down
@@ -45,8 +47,6 @@ async def get_engine(request: Request) -> Engine:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 router = APIRouter()
-# routes whose endpoint takes only the request: served without the router (middleware.py)
-DIRECT_ROUTES = frozenset({"/reconstruct", "/visualise"})
 health = APIRouter(tags=["health"])
 
 
@@ -169,6 +169,19 @@ async def generate(body: GenerateRequest, request: Request, engine: EngineDep) -
     return await run(engine, model, ("generate",), job, len(z), request)
 
 
+async def _generate_json(request: Request) -> Response | None:
+    """``generate`` for a body that FastAPI would accept: ``application/json`` that parses and
+    validates as FastAPI parses and validates it; None for any other, for the router to answer
+    with FastAPI's own error."""
+    if request.headers.get("content-type") != "application/json":
+        return None
+    try:
+        body = GenerateRequest.model_validate(json.loads(await request.body()))
+    except (ValueError, ValidationError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return await generate(body, request, request.app.state.engine)
+
+
 @router.get(
     "/models",
     tags=["models"],
@@ -207,3 +220,12 @@ async def ready(engine: EngineDep) -> HealthResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, queue wait, batch sizes, inference time."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+# the busy POST routes, served without the router (middleware.DirectRoutes): path -> a handler
+# of the request alone, which answers, or returns None to leave the request to the router
+DIRECT_ROUTES: dict[str, Callable[[Request], Awaitable[Response | None]]] = {
+    "/reconstruct": reconstruct,
+    "/visualise": visualise,
+    "/generate": _generate_json,
+}

@@ -130,16 +130,23 @@ class LabelPrior(nn.Module):
             Scale of the noise around the component means, instead of ``self.temperature``.
         """
         device = generator.device if generator is not None else self.means.device
-        weights, means, tril, owner = (
-            t.to(device) for t in (self.weights, self.means, self.scale_tril, self.component_labels)
-        )
+        weights, means, tril = (t.to(device) for t in (self.weights, self.means, self.scale_tril))
         eps = torch.randn(n, means.shape[1], generator=generator, device=device)
-        probs = weights.expand(n, -1)
-        if labels is not None:
-            labels = torch.as_tensor(labels, device=device).long()
-            probs = probs * (owner == labels.unsqueeze(1))  # (n, K * C)
-        component = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        noise = (tril[component] @ eps.unsqueeze(-1)).squeeze(-1)
+        # inverse-CDF draw of the components (torch.multinomial took 1 ms for 64 codes of 1,000
+        # components, a tenth of a /generate request): a uniform in each code's share of the
+        # cumulative weights, [all labels before its own, up to its own last], looked up there.
+        # A label's components are contiguous; one of weight 0 is never found (``right=True``).
+        cdf = torch.cat([weights.new_zeros(1), weights]).double().cumsum(0)
+        if labels is None:
+            low, high = cdf[0], cdf[-1]
+        else:
+            first = torch.as_tensor(labels, device=device).long() * self.components
+            low, high = cdf[first], cdf[first + self.components]
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        component = torch.searchsorted(cdf[1:], low + u * (high - low), right=True)
+        if labels is not None:  # a rounding error may not reach the next label
+            component = torch.minimum(component, first + self.components - 1)
+        noise = torch.bmm(tril[component], eps.unsqueeze(-1)).squeeze(-1)
         scale = self.temperature if temperature is None else temperature
         return means[component] + scale * noise
 

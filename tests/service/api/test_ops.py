@@ -231,6 +231,44 @@ async def test_the_directly_served_routes_keep_limits_metrics_and_errors(make_cl
     assert 'unconv_requests_total{method="POST",route="/reconstruct",status="500"} 1.0' in text
 
 
+async def test_generate_served_directly_answers_as_the_router_does(make_client):
+    """/generate is served without the router for a JSON body that validates, and left to the
+    router for any other (middleware.DirectRoutes, routes._generate_json): each body gets the
+    same answer as from an app where the router serves every request (one with an API key)."""
+    direct, _ = await make_client()
+    routed, _ = await make_client(api_key="k")
+    json_type = {"content-type": "application/json"}
+    bodies = [
+        ('{"n": 2, "seed": 1, "format": "json"}', json_type),
+        ('{"n": 3, "seed": 5, "label": 7}', json_type),  # this VAE has no labels: 422
+        ('{"n": 2, "seed": 1}', {"content-type": "application/json; charset=utf-8"}),
+        ('{"n": 2, "seed": 1}', {}),  # no content type: FastAPI reads JSON
+        ('{"n": 0}', json_type),
+        ('{"n": 2, "label": 99}', json_type),
+        ('{"n": 2, "colour": 1}', json_type),
+        ('{"n": 2,', json_type),
+        ("[1, 2]", json_type),
+        ("", json_type),
+        (b"\xff\xfe{", json_type),
+        ('{"n": 2}', {"content-type": "text/plain"}),
+        ("[" * 100_000, json_type),  # deeper than the parser goes
+    ]
+    for body, headers in bodies:
+        a = await direct.post("/generate", content=body, headers=headers)
+        b = await routed.post("/generate", content=body, headers=headers | {"X-API-Key": "k"})
+        assert (a.status_code, a.headers["content-type"]) == (
+            b.status_code,
+            b.headers["content-type"],
+        ), body
+        assert a.content == b.content, body
+    text = (await direct.get("/metrics")).text
+    for status, count in ((200, 2), (422, 11)):
+        line = (
+            f'unconv_requests_total{{method="POST",route="/generate",status="{status}"}} {count}.0'
+        )
+        assert line in text
+
+
 async def test_a_bug_in_a_directly_served_route_is_a_generic_500(make_client):
     client, app = await make_client(raise_app_exceptions=False)
 

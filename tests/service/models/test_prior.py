@@ -113,3 +113,21 @@ def test_components_split_a_label_into_its_clusters():
         expected_cov = np.cov(group.T, bias=True) + (np.exp(-4.0) + JITTER) * np.eye(2)
         covariance = (prior.scale_tril[k] @ prior.scale_tril[k].T).numpy()
         np.testing.assert_allclose(covariance, expected_cov, rtol=1e-4)
+
+
+def test_a_label_draws_its_own_components_by_their_weights():
+    # 3 labels x 4 components, far apart and tight, so each sample shows its component
+    prior = LabelPrior(3, 2, components=4)
+    prior.means.copy_(100 * torch.randn(12, 2, generator=torch.Generator().manual_seed(0)))
+    prior.scale_tril.mul_(1e-3)
+    weights = torch.tensor([0.1, 0.0, 0.2, 0.05, 0.3, 0.0, 0.0, 0.1, 0.05, 0.05, 0.1, 0.05])
+    prior.weights.copy_(weights)
+    for label in range(3):
+        labels = torch.full((20000,), label)
+        z = prior.sample(20000, torch.Generator().manual_seed(label), labels)
+        counts = torch.bincount(torch.cdist(z, prior.means).argmin(1), minlength=12)
+        own = weights[4 * label : 4 * label + 4]
+        assert counts.sum() == counts[4 * label : 4 * label + 4].sum()  # no other label's
+        assert (counts[4 * label : 4 * label + 4][own == 0] == 0).all()  # none of weight 0
+        shares = counts[4 * label : 4 * label + 4] / 20000
+        torch.testing.assert_close(shares, own / own.sum(), atol=0.015, rtol=0)
