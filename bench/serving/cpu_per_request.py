@@ -26,7 +26,12 @@ from .scenarios import requests_to_send
 from .server import batch_sizes, prepare_models, service, settle
 from .wrk import run_wrk
 
-MODEL = {"reconstruct_1": "ae", "generate_64": "vae", "visualise_cnn": "cnn", "visualise_5": "alexnet"}
+MODEL = {
+    "reconstruct_1": "ae",
+    "generate_64": "vae",
+    "visualise_cnn": "cnn",
+    "visualise_5": "alexnet",
+}
 
 
 def measure(url: str, pid: int, request: Prepared, concurrency: int, requests: int) -> dict:
