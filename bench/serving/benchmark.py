@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): the serving benchmark, in one run on one machine.
 
 Measures the honest ceiling (plain PyTorch + Pillow, best batch size and split of the cores),
-the service started as users start it (batching on, and off with UNCONV_MAX_BATCH_SIZE=1)
-under the compiled load generator ``wrk`` at several concurrencies, the same AE reconstruction
+its best configurations again beside the loads whose goal is a share of it, the service
+started as users start it (batching on, and off with UNCONV_MAX_BATCH_SIZE=1) under the
+compiled load generator ``wrk`` at several concurrencies, the same AE reconstruction
 served by LitServe, the Python generator as a cross-check, low-load latency against a naive
 FastAPI peer with one core busy, cold start and memory growth, and a GPU section where CUDA is
 present; writes docs/benchmarks.md and docs/benchmarks.json. Models have the default
@@ -199,6 +200,57 @@ def measure_ceiling(plan: Plan) -> dict:
     return results
 
 
+# the loads whose goal is a share of the ceiling: load -> (concurrency, the ceiling's work)
+BESIDE = {
+    "reconstruct_1": (64, "reconstruct"),
+    "visualise_cnn": (16, "cnn_4"),
+    "generate_64": (4, "generate_64"),
+    "visualise_5": (16, "alexnet_5"),
+}
+
+
+def ceiling_beside(env: dict, requests: dict, plan: Plan, ceiling: dict) -> dict:
+    """Each load of ``BESIDE`` and the ceiling's best configuration of its work measured back
+    to back in ``plan.rounds`` rounds (the order reversed every other round), so that each
+    share of the ceiling compares neighbouring runs: the machine's speed drifts by more than
+    the goals' margins between the ceiling's sweep and a load minutes later."""
+    print("the ceiling's best configurations beside the service", flush=True)
+    best = {"reconstruct": ceiling["reconstruct"], "generate_64": ceiling["generate_64"]}
+    best |= ceiling["visualise"]
+    seconds = plan.seconds / plan.rounds
+    command = [sys.executable, "-m", "bench.serving.ceiling", "serve"]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with service(env) as (url, process, _), subprocess.Popen(command, cwd=ROOT, **pipes) as sweep:
+
+        def ceiling_rate(work: str) -> float:
+            config = best[work]["codec"]
+            ask = {"work": work, "seconds": seconds} | {
+                k: config[k] for k in ("batch_size", "split")
+            }
+            sweep.stdin.write(json.dumps(ask) + "\n")
+            sweep.stdin.flush()
+            return json.loads(sweep.stdout.readline())["images_per_s"]
+
+        results = {}
+        for key, (concurrency, work) in BESIDE.items():
+            rounds = []
+            for i in range(plan.rounds):
+                pair = {}
+                for name in ("service", "ceiling")[:: 1 - 2 * (i % 2)]:
+                    if name == "ceiling":
+                        pair[name] = ceiling_rate(work)
+                    else:
+                        row = load(
+                            url, requests[key], concurrency, seconds, process.pid, int(i == 0)
+                        )
+                        pair[name] = row["images_per_s"]
+                rounds.append(pair)
+            print(f"  {key} c={concurrency} (service, ceiling img/s): {rounds}", flush=True)
+            results[key] = {"concurrency": concurrency, "work": work, "rounds": rounds}
+        sweep.stdin.close()
+    return results
+
+
 def run(plan: Plan, quick: bool) -> dict:
     keep_freed_memory()  # as the service does, so the ceiling is not slowed by page faults
     requests = requests_to_send()
@@ -209,7 +261,8 @@ def run(plan: Plan, quick: bool) -> dict:
             "command": "python -m bench" + (" --quick" if quick else ""),
             "quick": quick,
             "generator": "wrk" if wrk.available() else "httpx",
-            "ceiling": measure_ceiling(plan),
+            "ceiling": (ceiling := measure_ceiling(plan)),
+            "ceiling_beside": ceiling_beside(env, requests, plan, ceiling),
             "cold_start_seconds": cold_start(env),
             **paired_scenarios(env, requests, plan),
             "litserve": litserve_scenarios(env, requests, plan),

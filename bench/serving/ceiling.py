@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -142,7 +143,8 @@ def _decode_all(pool: CodecPool, data: bytes, mime: str, spec: ImageSpec, bs: in
     return torch.cat(pool.map(lambda _: decode_input(data, mime, spec, MAX_PIXELS), range(bs)))
 
 
-def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)) -> dict:
+def reconstruct_works(png: bytes) -> tuple[Work, Work]:
+    """The AE's reconstruction: (model only, with the codec)."""
     ae = RECIPES["ae"].config.build("binomial").eval().to(memory_format=torch.channels_last)
     spec = ImageSpec(1, 28, MNIST_NORMALISATION)
 
@@ -166,13 +168,19 @@ def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)
 
         return call
 
+    return model_only, with_codec
+
+
+def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)) -> dict:
+    model_only, with_codec = reconstruct_works(png)
     return {
         "model": best(model_only, sizes, min_time, codec=False),
         "codec": best(with_codec, sizes, min_time),
     }
 
 
-def generate(n: int = 64, min_time: float = 0.4) -> dict:
+def generate_works(n: int = 64) -> tuple[Work, Work]:
+    """The VAE decoding ``n`` codes into one grid PNG: (model only, with the codec)."""
     vae = RECIPES["vae"].config.build("binomial").eval().to(memory_format=torch.channels_last)
     z = torch.randn(n, RECIPES["vae"].config.latent_features)
 
@@ -188,13 +196,18 @@ def generate(n: int = 64, min_time: float = 0.4) -> dict:
 
         return make
 
+    return work(False), work(True)
+
+
+def generate(n: int = 64, min_time: float = 0.4) -> dict:
+    model_only, with_codec = generate_works(n)
     return {
-        "model": best(work(False), (n,), min_time, codec=False),
-        "codec": best(work(True), (n,), min_time),
+        "model": best(model_only, (n,), min_time, codec=False),
+        "codec": best(with_codec, (n,), min_time),
     }
 
 
-def _visualise(deconv, spec, data: bytes, mime: str, layer: int, sizes, min_time) -> dict:
+def _visualise_works(deconv, spec, data: bytes, mime: str, layer: int) -> tuple[Work, Work]:
     def model_only(bs, pool, threads):
         x = torch.randn(bs, *spec.shape)
 
@@ -215,14 +228,12 @@ def _visualise(deconv, spec, data: bytes, mime: str, layer: int, sizes, min_time
 
         return call
 
-    return {
-        "model": best(model_only, sizes, min_time, codec=False),
-        "codec": best(with_codec, sizes, min_time),
-    }
+    return model_only, with_codec
 
 
-def visualise(photo: bytes, min_time: float = 0.4) -> dict:
-    """AlexNet layer 5 and the MNIST CNN's layer 4 on a JPEG photograph."""
+def visualise_works(photo: bytes) -> dict[str, tuple[Work, Work]]:
+    """AlexNet layer 5 and the MNIST CNN's layer 4 on a JPEG photograph: (model only, with
+    the codec) of each."""
     torch.manual_seed(0)
     alexnet = UndoableSequential(alexnet_features().eval())
     cnn = UndoableSequential(
@@ -231,8 +242,19 @@ def visualise(photo: bytes, min_time: float = 0.4) -> dict:
     imagenet = ImageSpec(3, 224, IMAGENET_NORMALISATION, resize=256)
     mnist = ImageSpec(1, 28, MNIST_NORMALISATION)
     return {
-        "alexnet_5": _visualise(alexnet, imagenet, photo, "image/jpeg", 5, (1, 4, 16), min_time),
-        "cnn_4": _visualise(cnn, mnist, photo, "image/jpeg", 4, (1, 8, 32), min_time),
+        "alexnet_5": _visualise_works(alexnet, imagenet, photo, "image/jpeg", 5),
+        "cnn_4": _visualise_works(cnn, mnist, photo, "image/jpeg", 4),
+    }
+
+
+def visualise(photo: bytes, min_time: float = 0.4) -> dict:
+    sizes = {"alexnet_5": (1, 4, 16), "cnn_4": (1, 8, 32)}
+    return {
+        name: {
+            "model": best(model_only, sizes[name], min_time, codec=False),
+            "codec": best(with_codec, sizes[name], min_time),
+        }
+        for name, (model_only, with_codec) in visualise_works(photo).items()
     }
 
 
@@ -244,14 +266,48 @@ def measure(png: bytes, photo: bytes, min_time: float) -> dict:
     }
 
 
+def codec_works(png: bytes, photo: bytes) -> dict[str, Work]:
+    """Each work with its codec, by its name in the ceiling's results (``measure``)."""
+    vis = visualise_works(photo)
+    return {
+        "reconstruct": reconstruct_works(png)[1],
+        "generate_64": generate_works(64)[1],
+        "alexnet_5": vis["alexnet_5"][1],
+        "cnn_4": vis["cnn_4"][1],
+    }
+
+
+def parse_split(text: str) -> Split:
+    """The ``Split`` that ``str`` wrote as ``text``."""
+    workers, torch_threads, codec_threads = map(int, re.findall(r"\d+", text))
+    return Split(workers, torch_threads, codec_threads)
+
+
+def serve(png: bytes, photo: bytes, lines, out) -> None:
+    """Answer each JSON line ``{"work", "batch_size", "split", "seconds"}`` with the rate of
+    that work at that configuration (a line of JSON), until the input ends: the ceiling's best
+    configuration measured again beside each load (``bench.serving.benchmark``)."""
+    works = codec_works(png, photo)
+    for line in lines:
+        ask = json.loads(line)
+        split = parse_split(ask["split"])
+        images_per_s = rate(works[ask["work"]], ask["batch_size"], split, ask["seconds"])
+        out.write(json.dumps({"images_per_s": round(images_per_s, 1)}) + "\n")
+        out.flush()
+
+
 if __name__ == "__main__":
-    # ``python -m bench.serving.ceiling SECONDS`` prints the ceiling as JSON. A fresh process
-    # whose own tensor ops stay on one thread: a child forked from a process that has started
-    # an OpenMP team waits forever on that team's threads, which the fork did not copy.
+    # ``python -m bench.serving.ceiling SECONDS`` prints the ceiling as JSON; ``... serve``
+    # answers requests for one configuration's rate (``serve``). A fresh process whose own
+    # tensor ops stay on one thread: a child forked from a process that has started an OpenMP
+    # team waits forever on that team's threads, which the fork did not copy.
     from bench.serving.scenarios import photo_jpeg
     from devkit.images import png_bytes
     from service.runtime import keep_freed_memory
 
     torch.set_num_threads(1)
     keep_freed_memory()  # as the service does, so that page faults do not slow the ceiling
-    print(json.dumps(measure(png_bytes(seed=1), photo_jpeg(), float(sys.argv[1]))))
+    if sys.argv[1] == "serve":
+        serve(png_bytes(seed=1), photo_jpeg(), sys.stdin, sys.stdout)
+    else:
+        print(json.dumps(measure(png_bytes(seed=1), photo_jpeg(), float(sys.argv[1]))))

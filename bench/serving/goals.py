@@ -33,6 +33,25 @@ def _ratio(name: str, measured: float, ceiling: float, share: float) -> Goal:
     )
 
 
+def _share(r: dict, key: str, name: str, measured: float, ceiling: float, share: float) -> Goal:
+    """``name``'s share of its ceiling: the median of per-round ratios where the ceiling's best
+    configuration ran beside the load (``ceiling_beside``), else the load over the sweep's
+    ceiling (a run from before those rounds)."""
+    rounds = r.get("ceiling_beside", {}).get(key, {}).get("rounds", [])
+    if not rounds:
+        return _ratio(name, measured, ceiling, share)
+    each = statistics.median(ratio(x["service"], x["ceiling"]) for x in rounds)
+    service = statistics.median(x["service"] for x in rounds)
+    beside = statistics.median(x["ceiling"] for x in rounds)
+    return (
+        f"{name}: >= {share:.0%} of the ceiling",
+        f"{each:.0%}, the median of {len(rounds)} rounds of the load and the ceiling's best "
+        f"configuration back to back (medians {service} / {beside} img/s; the sweep's "
+        f"ceiling {ceiling}, the load's figure below {measured})",
+        each >= share,
+    )
+
+
 LITSERVE_RATIO = (
     "... >= 2.5x the better of LitServe at 1 and 2 inference workers (median of per-round ratios)"
 )
@@ -93,15 +112,24 @@ def throughput(r: dict) -> list[Goal]:
     ]
     vis = ceil["visualise"]
     return [
-        _ratio("/reconstruct 1 image, c=64", rec["images_per_s"], codec, 0.8),
+        _share(r, "reconstruct_1", "/reconstruct 1 image, c=64", rec["images_per_s"], codec, 0.8),
         *versus_litserve(r),
-        _ratio(
+        _share(
+            r,
+            "visualise_cnn",
             "/visualise cnn layer 4, 640x480 JPEG, c=16",
             at(on["visualise_cnn"], 16)["images_per_s"],
             vis["cnn_4"]["codec"]["images_per_s"],
             0.8,
         ),
-        _ratio("/generate n=64", gen, ceil["generate_64"]["codec"]["images_per_s"], 0.9),
+        _share(
+            r,
+            "generate_64",
+            "/generate n=64",
+            gen,
+            ceil["generate_64"]["codec"]["images_per_s"],
+            0.9,
+        ),
         # round 2's, kept
         _ratio("/reconstruct 64 images per request", big, codec, 0.85),
         (
@@ -109,7 +137,9 @@ def throughput(r: dict) -> list[Goal]:
             ", ".join(f"c={c}: {a} / {b} = {ratio(a, b):.3f}" for c, a, b in pairs),
             all(b > 0 and a >= 0.98 * b for _, a, b in pairs),
         ),
-        _ratio(
+        _share(
+            r,
+            "visualise_5",
             "/visualise AlexNet layer 5, 640x480 JPEG, c=16",
             at(on["visualise_5"], 16)["images_per_s"],
             vis["alexnet_5"]["codec"]["images_per_s"],
