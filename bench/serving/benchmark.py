@@ -31,6 +31,7 @@ from devkit.server import ROOT, free_port, wait_ready
 from service.runtime import keep_freed_memory
 
 from . import wrk
+from .goals import beside_medians
 from .gpu import gpu_section
 from .latency import low_load_latency
 from .load import Prepared
@@ -247,6 +248,7 @@ def ceiling_beside(env: dict, requests: dict, plan: Plan, ceiling: dict) -> dict
                 rounds.append(pair)
             print(f"  {key} c={concurrency} (service, ceiling img/s): {rounds}", flush=True)
             results[key] = {"concurrency": concurrency, "work": work, "rounds": rounds}
+            results[key]["medians"] = beside_medians(rounds)
         sweep.stdin.close()
     return results
 

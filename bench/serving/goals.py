@@ -40,16 +40,24 @@ def _share(r: dict, key: str, name: str, measured: float, ceiling: float, share:
     rounds = r.get("ceiling_beside", {}).get(key, {}).get("rounds", [])
     if not rounds:
         return _ratio(name, measured, ceiling, share)
-    each = statistics.median(ratio(x["service"], x["ceiling"]) for x in rounds)
-    service = statistics.median(x["service"] for x in rounds)
-    beside = statistics.median(x["ceiling"] for x in rounds)
+    m = beside_medians(rounds)
     return (
         f"{name}: >= {share:.0%} of the ceiling",
-        f"{each:.0%}, the median of {len(rounds)} rounds of the load and the ceiling's best "
-        f"configuration back to back (medians {service} / {beside} img/s; the sweep's "
-        f"ceiling {ceiling}, the load's figure below {measured})",
-        each >= share,
+        f"{m['share']:.0%}, the median of {len(rounds)} rounds of the load and the ceiling's "
+        f"best configuration back to back (medians {m['service']} / {m['ceiling']} img/s; the "
+        f"sweep's ceiling {ceiling}, the load's figure below {measured})",
+        m["share"] >= share,
     )
+
+
+def beside_medians(rounds: list[dict]) -> dict:
+    """The medians over rounds of a load and its ceiling back to back: ``share``, of the
+    per-round ratios, and the ``service``'s and the ``ceiling``'s img/s."""
+    return {
+        "share": round(statistics.median(ratio(x["service"], x["ceiling"]) for x in rounds), 4),
+        "service": statistics.median(x["service"] for x in rounds),
+        "ceiling": statistics.median(x["ceiling"] for x in rounds),
+    }
 
 
 LITSERVE_RATIO = (

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .goals import ROUTES, all_goals, at, gpu, latency_pairs, ratio
+from .goals import ROUTES, all_goals, at, beside_medians, gpu, latency_pairs, ratio
 
 COLUMNS = [
     "concurrency",
@@ -155,6 +155,27 @@ def _ceiling(r: dict) -> list[str]:
             f"| {name} | {m['images_per_s']} @ {m['batch_size']}, {m['split']} | "
             f"{k['images_per_s']} @ {k['batch_size']}, {k['split']} |"
         )
+    return lines + _beside(r.get("ceiling_beside", {}))
+
+
+def _beside(beside: dict) -> list[str]:
+    """The ceiling's best configurations measured again beside the loads, round by round."""
+    if not beside:
+        return []
+    lines = [
+        "",
+        "The machine's speed drifts between the sweep above and a load minutes later, so the "
+        "shares of the ceiling in the goals come from rounds in which the load and the "
+        "ceiling's best configuration of its work ran back to back (the order reversed every "
+        "other round); the share is the median of the rounds' ratios:",
+        "",
+        "| load | concurrency | rounds: service / ceiling img/s | median share |",
+        "|---|---|---|---|",
+    ]
+    for key, entry in beside.items():
+        rounds = ", ".join(f"{x['service']} / {x['ceiling']}" for x in entry["rounds"])
+        share = beside_medians(entry["rounds"])["share"]
+        lines.append(f"| {key} | {entry['concurrency']} | {rounds} | {share:.0%} |")
     return lines
 
 

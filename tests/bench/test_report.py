@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.serving.goals import all_goals
+from bench.serving.goals import all_goals, beside_medians
 from bench.serving.report import write_gpu_report, write_report
 from bench.serving.scenarios import merge_rounds
 
@@ -286,3 +286,15 @@ def test_a_share_of_the_ceiling_measured_beside_the_load_is_the_median_of_round_
     rounds[1]["ceiling"] = 1560  # 1,250 / 1,560 = 0.801: the median now
     assert {g: ok for g, _, ok in all_goals(results)}[goal]
     assert _unmet(results) == []  # the loads without rounds keep the sweep's ceiling
+    assert beside_medians(rounds) == {"share": 0.8013, "service": 1300, "ceiling": 1650}
+
+
+def test_report_shows_the_rounds_beside_the_ceiling(results, tmp_path):
+    rounds = [{"service": 1300, "ceiling": 1700}, {"service": 1250, "ceiling": 1560}]
+    results["ceiling_beside"] = {
+        "reconstruct_1": {"concurrency": 64, "work": "reconstruct", "rounds": rounds}
+    }
+    write_report(results, tmp_path / "benchmarks.md")
+    # the median of 1,300 / 1,700 = 0.765 and 1,250 / 1,560 = 0.801 is their mean, 0.783
+    row = "| reconstruct_1 | 64 | 1300 / 1700, 1250 / 1560 | 78% |"
+    assert row in (tmp_path / "benchmarks.md").read_text()
