@@ -34,18 +34,26 @@ def child_processes(pid: int) -> set[int]:
     return {child for child, fields in _processes().items() if fields[1] == str(pid)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and all its descendants."""
-    stats = _processes()
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents before their children."""
+    return list(_tree(pid, _processes()))
+
+
+def _tree(pid: int, stats: dict[int, list[str]]):
     children: dict[int, list[int]] = {}
     for child, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(child)
-    total, todo = 0.0, [pid]
+    todo = [pid]
     while todo:
-        current = todo.pop()
-        total += _cpu(stats[current]) if current in stats else 0.0
+        current = todo.pop(0)
+        yield current
         todo += children.get(current, [])
-    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants."""
+    stats = _processes()
+    return sum(_cpu(stats[p]) for p in _tree(pid, stats) if p in stats)
 
 
 def threads_cpu_seconds(pid: int) -> dict[int, float]:

@@ -44,7 +44,7 @@ from .scenarios import (
     requests_to_send,
     with_batches,
 )
-from .server import machine, prepare_models, service
+from .server import machine, paused, prepare_models, service
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,10 @@ def _one_round(url: str, pid: int, key: str, request: Prepared, plan: Plan, c: i
 def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
     """Every load against the service with batching on and off (UNCONV_MAX_BATCH_SIZE=1).
 
-    Both servers run at once and each load alternates between them in ``plan.rounds`` rounds
-    (the order swapped every round), so that drift in the machine's speed (it has neighbours)
-    hits both alike; each row holds the medians over the rounds.
+    Both servers run at once (the one not measured stopped, ``paused``) and each load
+    alternates between them in ``plan.rounds`` rounds (the order swapped every round), so that
+    drift in the machine's speed (it has neighbours) hits both alike; each row holds the
+    medians over the rounds.
     """
     print("service, batching on and off side by side", flush=True)
     off_env = env | {"UNCONV_MAX_BATCH_SIZE": "1"}
@@ -89,7 +90,9 @@ def paired_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
                 rounds = {mode: [] for mode in servers}
                 for i in range(plan.rounds):
                     for mode, (url, pid) in list(servers.items())[:: 1 - 2 * (i % 2)]:
-                        rounds[mode].append(_one_round(url, pid, key, requests[key], plan, c, i))
+                        with paused(p for m, (_, p) in servers.items() if m != mode):
+                            row = _one_round(url, pid, key, requests[key], plan, c, i)
+                        rounds[mode].append(row)
                 for mode, rows in rounds.items():
                     results[mode][key].append(merge_rounds(rows))
                     print(f"  {mode} {key} c={c}: {results[mode][key][-1]}", flush=True)
@@ -153,10 +156,10 @@ def litserve_peer(env: dict, workers: int):
 
 def litserve_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
     """LitServe at one and at two inference workers against the service (batching on), all
-    three up at once. ``versus``: /reconstruct one image at c=64 in ``plan.rounds`` rounds,
-    each measuring the service and both peers back to back (the order reversed every other
-    round), so that each ratio compares neighbouring loads. ``rows``: the peer with one worker
-    at each concurrency, and the httpx cross-check."""
+    three up at once, the two not measured stopped (``paused``). ``versus``: /reconstruct one
+    image at c=64 in ``plan.rounds`` rounds, each measuring the service and both peers back to
+    back (the order reversed every other round), so that each ratio compares neighbouring
+    loads. ``rows``: the peer with one worker at each concurrency, and the httpx cross-check."""
     print("LitServe at 1 and 2 inference workers, and the service", flush=True)
     seconds = plan.seconds / plan.rounds
     with (
@@ -173,15 +176,17 @@ def litserve_scenarios(env: dict, requests: dict, plan: Plan) -> dict:
         for i in range(plan.rounds):
             row = {}
             for name, (where, pid, request) in list(targets.items())[:: 1 - 2 * (i % 2)]:
-                row[name] = load(where, request, 64, seconds, pid, warmup_s=int(i == 0))
+                with paused(p for n, (_, p, _) in targets.items() if n != name):
+                    row[name] = load(where, request, 64, seconds, pid, warmup_s=int(i == 0))
             rounds.append(row)
             summary = {name: (x["requests_per_s"], x["p99_ms"]) for name, x in row.items()}
             print(f"  round {i + 1}, c=64 (req/s, p99 ms): {summary}", flush=True)
         rows = []
-        for concurrency in SERVICE_LOADS["reconstruct_1"][1]:
-            rows.append(load(one_url, requests["litserve"], concurrency, plan.seconds, one_pid))
-            print(f"  litserve c={concurrency}: {rows[-1]}", flush=True)
-        cross = httpx_load(one_url, requests["litserve"], 64, plan.seconds, one_pid)
+        with paused([process.pid, two_pid]):
+            for concurrency in SERVICE_LOADS["reconstruct_1"][1]:
+                rows.append(load(one_url, requests["litserve"], concurrency, plan.seconds, one_pid))
+                print(f"  litserve c={concurrency}: {rows[-1]}", flush=True)
+            cross = httpx_load(one_url, requests["litserve"], 64, plan.seconds, one_pid)
         print(f"  litserve httpx cross-check c=64: {cross}", flush=True)
     return {"rows": rows, "httpx_c64": cross, "versus": {"concurrency": 64, "rounds": rounds}}
 
@@ -232,6 +237,8 @@ def ceiling_beside(env: dict, requests: dict, plan: Plan, ceiling: dict) -> dict
             sweep.stdin.flush()
             return json.loads(sweep.stdout.readline())["images_per_s"]
 
+        if sweep.stdout.readline().strip() != "ready":
+            raise RuntimeError("the ceiling's process did not start")
         results = {}
         for key, (concurrency, work) in BESIDE.items():
             rounds = []

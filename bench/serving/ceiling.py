@@ -284,10 +284,13 @@ def parse_split(text: str) -> Split:
 
 
 def serve(png: bytes, photo: bytes, lines, out) -> None:
-    """Answer each JSON line ``{"work", "batch_size", "split", "seconds"}`` with the rate of
-    that work at that configuration (a line of JSON), until the input ends: the ceiling's best
-    configuration measured again beside each load (``bench.serving.benchmark``)."""
+    """Say "ready" once the works are built, then answer each JSON line ``{"work",
+    "batch_size", "split", "seconds"}`` with the rate of that work at that configuration (a
+    line of JSON), until the input ends: the ceiling's best configuration measured again
+    beside each load (``bench.serving.benchmark``)."""
     works = codec_works(png, photo)
+    out.write("ready\n")  # no load should run beside this process's start
+    out.flush()
     for line in lines:
         ask = json.loads(line)
         split = parse_split(ask["split"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import torch
 
 from devkit.fake_weights import write_alexnet_weights
-from devkit.proc import cpu_seconds
+from devkit.proc import cpu_seconds, process_tree
 from devkit.server import running_service
 from service.models import MNIST_NORMALISATION, save_checkpoint
 from training.recipes import DEFAULT_MODELS, RECIPES
@@ -53,6 +54,21 @@ def service(env: dict[str, str]):
     # published file (whose hash the service checks)
     with running_service(env, module="devkit.fake_weights") as served:
         yield served.url, served.process, served.ready_s
+
+
+@contextmanager
+def paused(pids):
+    """Stop the servers ``pids`` (each with its workers) while the block runs: a server left
+    idle beside a measured one is not idle everywhere (LitServe's inference workers poll their
+    queues, 10% of a core each), and its spinning would count against whichever is measured."""
+    stopped = [p for pid in pids for p in process_tree(pid)]
+    for p in stopped:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in reversed(stopped):
+            os.kill(p, signal.SIGCONT)
 
 
 def settle(pid: int, limit_s: float = 30) -> None:
