@@ -20,7 +20,7 @@ from devkit.server import ROOT, free_port, wait_ready
 
 from .load import Prepared
 from .scenarios import load, merge_rounds
-from .server import service
+from .server import paused, service
 
 # concurrency -> how many times longer its loads run: the naive peer answers a photo at c=64
 # only after about 64 forward passes of 60 ms each
@@ -78,11 +78,13 @@ def side_by_side(
     targets: dict[str, tuple[str, int]], request: Prepared, concurrency: int, seconds, rounds
 ) -> dict[str, dict]:
     """Alternate ``rounds`` loads between the servers in ``targets`` (name -> (url, pid)),
-    the order swapped every round."""
+    the order swapped every round, the others stopped meanwhile (``paused``)."""
     rows: dict[str, list[dict]] = {name: [] for name in targets}
     for i in range(rounds):
         for name, (url, pid) in list(targets.items())[:: 1 - 2 * (i % 2)]:
-            rows[name].append(load(url, request, concurrency, seconds, pid, warmup_s=int(i == 0)))
+            with paused(p for n, (_, p) in targets.items() if n != name):
+                row = load(url, request, concurrency, seconds, pid, warmup_s=int(i == 0))
+            rows[name].append(row)
     return {name: merge_rounds(r) for name, r in rows.items()}
 
 
