@@ -6,9 +6,7 @@ at about 300 small requests a second with a quarter of two cores idle (docs/perf
 a process per core, each single-threaded, is also what the plain-PyTorch ceiling found best.
 The supervisor imports the app once, binds the port, then forks the workers, so that they
 start as fast as one process. Each worker loads its own models and batches its own requests;
-the kernel hands each new connection to one of them, and a worker that holds more than its
-share of the open connections closes one after its answer, so that the client's next
-connection may reach another (``surplus_connection``). The workers' metrics are summed through
+the kernel hands each new connection to one of them. The workers' metrics are summed through
 prometheus_client's multiprocess files, and /readyz answers 200 only when every worker has
 loaded its models. A worker that dies is replaced; one that dies before it was ready stops the
 service, since its replacement would die the same way. A model loaded or unloaded through one
@@ -43,11 +41,8 @@ log = logging.getLogger("unconv")
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
 
-# set in each worker after the fork: one flag per worker, 1 once its models are loaded; each
-# worker's count of open connections; this worker's uvicorn state (its ``connections``)
+# set in each worker after the fork: one flag per worker, 1 once its models are loaded
 _ready_flags = None
-_connections = None
-_server_state = None
 _slot = 0
 # made by the supervisor before the fork: the loads and unloads every worker follows
 _generations: Generations | None = None
@@ -62,24 +57,6 @@ def mark_ready() -> None:
 def generations() -> Generations | None:
     """The loads and unloads shared by the workers; None for a single process."""
     return _generations
-
-
-def surplus_connection() -> bool:
-    """Whether this worker holds more open connections than its share of all the workers'
-    (their total divided evenly, rounded up), so that the connection answered now should
-    close; its client reconnects, and the new connection may reach another worker. Always
-    False for a single process.
-
-    A worker takes the connections that reach it first, and the few keep-alive connections a
-    client opens at once often all reach one worker, which then does all their work while the
-    other cores idle (docs/performance.md, round 3). The counts of the other workers are the
-    ones they wrote at their last answer, so that a closed connection shows late: the share
-    then errs high, and nothing closes that need not.
-    """
-    if _connections is None or _server_state is None:
-        return False
-    mine = _connections[_slot] = len(_server_state.connections)
-    return mine > -(-sum(_connections) // len(_connections))
 
 
 def all_ready() -> bool:
@@ -112,7 +89,6 @@ class _Supervisor:
     def __init__(self, config: uvicorn.Config, sock, count: int):
         self.config, self.sock = config, sock
         self.ready = multiprocessing.RawArray("b", count)
-        self.connections = multiprocessing.RawArray("i", count)
         self.slots: dict[int, int] = {}  # pid: slot
         self.stopping = False
         self.status = 0
@@ -135,7 +111,6 @@ class _Supervisor:
 
         slot = self.slots.pop(pid)
         was_ready, self.ready[slot] = self.ready[slot], 0
-        self.connections[slot] = 0  # its connections died with it
         multiprocess.mark_process_dead(pid)  # its queue gauge no longer counts
         if self.stopping:
             return
@@ -166,10 +141,8 @@ class _Supervisor:
             return
         code = 1
         try:
-            _become_worker(parent, self.ready, self.connections, slot)
+            _become_worker(parent, self.ready, slot)
             server = uvicorn.Server(self.config)
-            global _server_state
-            _server_state = server.server_state
             server.run(sockets=[self.sock])
             code = 0 if server.started else STARTUP_FAILURE
         except SystemExit as err:
@@ -181,9 +154,9 @@ class _Supervisor:
             os._exit(code)
 
 
-def _become_worker(parent: int, ready, connections, slot: int) -> None:
-    global _ready_flags, _connections, _slot
-    _ready_flags, _connections, _slot = ready, connections, slot
+def _become_worker(parent: int, ready, slot: int) -> None:
+    global _ready_flags, _slot
+    _ready_flags, _slot = ready, slot
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # out of the terminal's process group: Ctrl-C reaches the supervisor alone, which stops

@@ -20,7 +20,6 @@ from ..settings import Settings
 from .contract import install_openapi
 from .errors import install_error_handlers
 from .middleware import (
-    BalanceConnectionsMiddleware,
     BodyLimitMiddleware,
     DirectRoutes,
     FollowWorkersMiddleware,
@@ -113,7 +112,6 @@ def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> N
     if workers.generations() is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
         app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))
-        app.add_middleware(BalanceConnectionsMiddleware, surplus=workers.surplus_connection)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, uncounted=UNCOUNTED_ROUTES)
     if settings.cors_origins:

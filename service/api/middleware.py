@@ -93,26 +93,6 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-class BalanceConnectionsMiddleware:
-    """Closes a connection after its answer (``Connection: close``) when this worker holds
-    more than its share of the open connections (``surplus``, ``workers.surplus_connection``):
-    the client opens another, which the kernel may hand to a worker with fewer."""
-
-    def __init__(self, app: ASGIApp, surplus: Callable[[], bool]):
-        self.app, self.surplus = app, surplus
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.surplus():
-                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
-            await send(message)
-
-        await self.app(scope, receive, send_closing)
-
-
 class FollowWorkersMiddleware:
     """Before a request, loads or unloads what another worker process has loaded or unloaded
     (``Engine.follow``), so that no answer comes from a model another worker has replaced.

@@ -1,21 +1,15 @@
 """``python -m service`` with several worker processes (service/workers.py): one port, the
-workers' metrics summed, a dead worker replaced, readiness for all of them, keep-alive
-connections spread evenly, a model loaded or unloaded through one worker swapped by every
-worker, and a checkpoint changed on disk reloaded by every worker when they watch."""
+workers' metrics summed, a dead worker replaced, readiness for all of them, a model loaded
+or unloaded through one worker swapped by every worker, and a checkpoint changed on disk
+reloaded by every worker when they watch."""
 
-import multiprocessing
 import os
-import re
 import signal
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import numpy as np
-import pytest
 
-from service import workers
 from tests.helpers import png_bytes
 from tests.servers import child_processes, running_service, served_checkpoints, stopped
 from tests.service.api.test_v2_repository import REQUEST, _expected, _retrain
@@ -71,68 +65,6 @@ def test_a_worker_that_dies_is_replaced_and_its_counts_kept(checkpoint_dir, tmp_
         _reconstruct(url, 2)
         assert _answered(url) == 6  # the dead worker's requests still count
         assert server.poll() is None
-
-
-@pytest.mark.parametrize(
-    ("counts", "slot", "surplus"),
-    [([4, 0], 0, True), ([2, 2], 0, False), ([3, 2], 0, False), ([3, 1], 0, True),
-     ([1, 3], 0, False), ([2, 1, 0], 0, True), ([1, 1, 0], 1, False), ([0, 0], 1, False)],
-)  # fmt: skip
-def test_a_worker_has_surplus_connections_above_an_even_share(monkeypatch, counts, slot, surplus):
-    # the share is the total divided evenly, rounded up: 4 over 2 -> 2, 5 -> 3, 3 over 3 -> 1
-    shared = multiprocessing.RawArray("i", counts)
-    state = SimpleNamespace(connections=set(range(counts[slot])))
-    monkeypatch.setattr(workers, "_connections", shared)
-    monkeypatch.setattr(workers, "_server_state", state)
-    monkeypatch.setattr(workers, "_slot", slot)
-    assert workers.surplus_connection() is surplus
-    assert shared[slot] == counts[slot]  # this worker's count, written for the others
-
-
-def _established(pid: int, port: int) -> int:
-    """Established TCP connections to ``port`` whose socket ``pid`` holds (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd) if fd.is_symlink() else ""
-        if match := re.fullmatch(r"socket:\[(\d+)\]", target):
-            inodes.add(match.group(1))
-    count = 0
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
-                count += 1
-    return count
-
-
-def test_keep_alive_connections_end_up_spread_over_the_workers(checkpoint_dir, tmp_path):
-    """Keep-alive connections that reach one worker (the other stopped meanwhile) are closed
-    after an answer while that worker holds more than its share, until each of two workers
-    holds two of four."""
-    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
-    with running_service(checkpoints, tmp_path / "server.log", UNCONV_WORKERS="2") as (
-        server,
-        url,
-    ):
-        first, second = sorted(child_processes(server.pid))
-        port = int(url.rsplit(":", 1)[1])
-        limits = httpx.Limits(max_connections=1)
-        clients = [httpx.Client(base_url=url, limits=limits, timeout=30) for _ in range(4)]
-        closed = []
-        try:
-            with stopped(second):  # every connection reaches the first, which closes some
-                for client in clients:
-                    closed.append(client.get("/healthz").headers.get("connection"))
-                assert "close" in closed and _established(second, port) == 0
-            for _ in range(30):
-                for client in clients:
-                    closed.append(client.get("/healthz").headers.get("connection"))
-            assert (_established(first, port), _established(second, port)) == (2, 2)
-            assert closed[-4:] == [None] * 4  # and none closes once they are even
-        finally:
-            for client in clients:
-                client.close()
 
 
 def _ae_answer(url: str) -> np.ndarray:
