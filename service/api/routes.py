@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,6 +21,7 @@ from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
 from ..models import candidate_count
 from .contract import MODEL_ROUTE_ERRORS, UPLOAD_ROUTE_ERRORS, error_responses, image_responses
 from .forms import openapi_form, read_form
+from .middleware import Handler
 from .responses import (
     NPY_MEDIA_TYPE,
     generation_response,
@@ -224,7 +225,7 @@ async def metrics(request: Request) -> Response:
 
 # the busy POST routes, served without the router (middleware.DirectRoutes): path -> a handler
 # of the request alone, which answers, or returns None to leave the request to the router
-DIRECT_ROUTES: dict[str, Callable[[Request], Awaitable[Response | None]]] = {
+DIRECT_ROUTES: dict[str, Handler] = {
     "/reconstruct": reconstruct,
     "/visualise": visualise,
     "/generate": _generate_json,
