@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
 from .. import workers
 from ..engine import Engine, ErrorCode, RequestError, ServedModel, not_ready, shutting_down
@@ -178,7 +177,7 @@ async def _generate_json(request: Request) -> Response | None:
         return None
     try:
         body = GenerateRequest.model_validate(json.loads(await request.body()))
-    except (ValueError, ValidationError, RecursionError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError):  # pydantic's ValidationError is a ValueError too
         return None
     return await generate(body, request, request.app.state.engine)
 
