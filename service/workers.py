@@ -5,13 +5,15 @@ One process takes its HTTP parsing, batching and codec work in turns at one GIL,
 at about 300 small requests a second with a quarter of two cores idle (docs/performance.md);
 a process per core, each single-threaded, is also what the plain-PyTorch ceiling found best.
 The supervisor imports the app once, binds the port, then forks the workers, so that they
-start as fast as one process. Each worker loads its own models and batches its own requests;
-the kernel hands each new connection to one of them. The workers' metrics are summed through
-prometheus_client's multiprocess files, and /readyz answers 200 only when every worker has
-loaded its models. A worker that dies is replaced; one that dies before it was ready stops the
-service, since its replacement would die the same way. A model loaded or unloaded through one
-worker (``/v2/repository/models/{name}/load``) is loaded or unloaded by each other worker before
-its next request (``service/engine/generations.py``).
+start as fast as one process. Each worker loads its own models and batches its own requests,
+and accepts new connections while it holds no more than the least loaded other worker
+(``service/accept.py``), so that a client's few connections are spread over the cores. The
+workers' metrics are summed through prometheus_client's multiprocess files, and /readyz
+answers 200 only when every worker has loaded its models. A worker that dies is replaced; one
+that dies before it was ready stops the service, since its replacement would die the same way.
+A model loaded or unloaded through one worker (``/v2/repository/models/{name}/load``) is
+loaded or unloaded by each other worker before its next request
+(``service/engine/generations.py``).
 
 Forking needs a process that has not started CUDA or OpenMP threads yet: the supervisor runs
 no tensor op and asks NVML, not the CUDA runtime, whether there is a GPU (``__main__``); each
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
+
+from .accept import BalancedServer, Board
 
 if TYPE_CHECKING:  # imported in serve(): the engine imports prometheus_client
     from .engine.generations import Generations
@@ -82,13 +86,16 @@ def serve(configure: Callable[[], uvicorn.Config], workers: int) -> int:
         _generations = Generations(Path(repository_dir))
         config = configure()
         config.load()
-        return _Supervisor(config, config.bind_socket(), workers).run()
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        return _Supervisor(config, sock, workers).run()
 
 
 class _Supervisor:
     def __init__(self, config: uvicorn.Config, sock, count: int):
         self.config, self.sock = config, sock
         self.ready = multiprocessing.RawArray("b", count)
+        self.board = Board(count)  # each worker's open connections (service/accept.py)
         self.slots: dict[int, int] = {}  # pid: slot
         self.stopping = False
         self.status = 0
@@ -111,6 +118,7 @@ class _Supervisor:
 
         slot = self.slots.pop(pid)
         was_ready, self.ready[slot] = self.ready[slot], 0
+        self.board.retire(slot)  # the others no longer leave it connections
         multiprocess.mark_process_dead(pid)  # its queue gauge no longer counts
         if self.stopping:
             return
@@ -142,8 +150,8 @@ class _Supervisor:
         code = 1
         try:
             _become_worker(parent, self.ready, slot)
-            server = uvicorn.Server(self.config)
-            server.run(sockets=[self.sock])
+            server = BalancedServer(self.config, self.sock, self.board, slot)
+            server.run()
             code = 0 if server.started else STARTUP_FAILURE
         except SystemExit as err:
             code = err.code if isinstance(err.code, int) else 1

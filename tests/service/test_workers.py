@@ -1,11 +1,15 @@
 """``python -m service`` with several worker processes (service/workers.py): one port, the
-workers' metrics summed, a dead worker replaced, readiness for all of them, a model loaded
-or unloaded through one worker swapped by every worker, and a checkpoint changed on disk
-reloaded by every worker when they watch."""
+workers' metrics summed, a dead worker replaced, readiness for all of them, keep-alive
+connections spread over the workers, a model loaded or unloaded through one worker swapped by
+every worker, and a checkpoint changed on disk reloaded by every worker when they watch."""
 
+import contextlib
 import os
+import re
 import signal
+import socket
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -65,6 +69,62 @@ def test_a_worker_that_dies_is_replaced_and_its_counts_kept(checkpoint_dir, tmp_
         _reconstruct(url, 2)
         assert _answered(url) == 6  # the dead worker's requests still count
         assert server.poll() is None
+
+
+def _connections(pid: int, port: int) -> set[int]:
+    """The client ports of the established connections to ``port`` that ``pid`` holds (from
+    /proc: the sockets among its descriptors)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            if match := re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd)):
+                inodes.add(match.group(1))
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state, inode = (fields := line.split())[1], fields[2], fields[3], fields[9]
+        if int(local.rsplit(":", 1)[1], 16) == port and state == "01" and inode in inodes:
+            ports.add(int(remote.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _answered_connection(port: int) -> socket.socket:
+    """A new keep-alive connection, once a worker has answered a request on it."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert client.recv(65536).startswith(b"HTTP/1.1 200")
+    return client
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(checkpoint_dir, tmp_path):
+    """Four keep-alive connections opened one after another, two held by each worker; once
+    both of one worker's close, the next two go to that worker."""
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
+    with running_service(checkpoints, tmp_path / "server.log", UNCONV_WORKERS="2") as (
+        server,
+        url,
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        first, second = sorted(child_processes(server.pid))
+        clients = []
+        try:
+            for _ in range(4):
+                clients.append(_answered_connection(port))
+            held = _connections(first, port)
+            assert (len(held), len(_connections(second, port))) == (2, 2)
+            for client in clients:
+                if client.getsockname()[1] in held:
+                    client.close()
+            deadline = time.monotonic() + 30
+            while _connections(first, port):
+                assert time.monotonic() < deadline, "the closed connections stay open"
+                time.sleep(0.05)
+            time.sleep(0.2)  # and its loop has written its count down
+            new = [_answered_connection(port) for _ in range(2)]
+            clients += new
+            assert _connections(first, port) == {client.getsockname()[1] for client in new}
+        finally:
+            for client in clients:
+                client.close()
 
 
 def _ae_answer(url: str) -> np.ndarray:
