@@ -180,15 +180,17 @@ def reconstruct(png: bytes, min_time: float = 0.4, sizes=(1, 8, 16, 32, 64, 128)
 
 
 def generate_works(n: int = 64) -> tuple[Work, Work]:
-    """The VAE decoding ``n`` codes into one grid PNG: (model only, with the codec)."""
+    """The VAE drawing ``n`` codes from its prior and decoding them into one grid PNG: (model
+    only, with the codec)."""
     vae = RECIPES["vae"].config.build("binomial").eval().to(memory_format=torch.channels_last)
-    z = torch.randn(n, RECIPES["vae"].config.latent_features)
 
     def work(codec: bool):
         def make(bs, pool, threads):
             @torch.inference_mode()
             def call():
                 with _forward(threads):
+                    # as /generate draws them: from the prior, with a generator seeded anew
+                    z = vae.sample_prior(n, torch.Generator().manual_seed(bs))
                     images = vae.decode(z)
                 return encode_png(grid(images)) if codec else images
 
