@@ -19,6 +19,7 @@ import errno
 import functools
 import logging
 import multiprocessing
+import select
 import socket
 from collections.abc import Callable
 
@@ -96,6 +97,8 @@ class BalancedAcceptor:
         """Start accepting, in the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._sock.setblocking(False)
+        self._waiting = select.poll()  # whether a connection waits, without taking it
+        self._waiting.register(self._sock, select.POLLIN)
         self.publish()
         self._loop.add_reader(self._sock, self._on_readable)
 
@@ -142,7 +145,8 @@ class BalancedAcceptor:
         # paused: look again each tick, since the others' counts change without a word to us
         self._timer = None
         self._board.wakes[self._slot] += 1
-        others = self.less_loaded()
+        # nothing waits any more (another worker took it): the next connection wakes us
+        others = self.less_loaded() if self._waiting.poll(0) else []
         if others and self._loop.time() - self._paused_at >= self._wait_s:
             for slot in others:
                 if self._board.wakes[slot] == self._wakes_then[slot]:  # its loop never ran

@@ -1,7 +1,8 @@
 """How a worker takes connections (service/accept.py), with acceptors in this test's event loop
 sharing a real listening socket and a board: each takes a connection only while no other holds
-fewer, a worker whose loop does not run is waited for once and then passed over, and a worker
-not accepting is not waited for at all."""
+fewer, a worker whose loop does not run is waited for once and then passed over, a worker
+not accepting is not waited for at all, and one over its share looks at the board only while a
+connection waits."""
 
 import asyncio
 import contextlib
@@ -137,3 +138,20 @@ async def test_a_worker_not_accepting_is_not_waited_for(listener):
         clients.append(await _connect(listener))  # waits in the backlog, for the others
         await asyncio.sleep(0.1)
         assert len(opened) == 3
+
+
+async def test_a_worker_over_its_share_stops_looking_once_nothing_waits(listener):
+    board = Board(2)
+    board.open[1] = 0  # another worker, less loaded
+    with _acceptor(listener, board, 0, wait_s=3600) as (_, opened), _clients() as clients:
+        clients.append(await _connect(listener))
+        await _until(lambda: len(opened) == 1)
+        clients.append(await _connect(listener))
+        await _until(lambda: board.wakes[0] >= 5)  # paused, looking at the board each tick
+        taken, _ = listener.accept()  # as the other worker would
+        with taken:
+            await asyncio.sleep(0.05)
+            looked = board.wakes[0]
+            await asyncio.sleep(0.2)
+            assert board.wakes[0] == looked  # no tick while nothing waits
+            assert len(opened) == 1
