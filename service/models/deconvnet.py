@@ -403,7 +403,8 @@ class UndoableSequential(nn.Module):
             raise ValueError(f"expected k in [1, {candidates}] for layer {layer} but received {k}")
         vals, indices = _top_k(activations, k, channel)
         signal = _scatter_kept(activations, indices, vals)
-        for module, ctx in zip(reversed(list(self.wrapped)[:layer]), reversed(context), strict=False):
+        layers = list(self.wrapped)[:layer]
+        for module, ctx in zip(reversed(layers), reversed(context), strict=False):
             if isinstance(module, UndoableReLU):
                 signal = module.undo(signal, ctx, rule)
             else:
