@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
-from contextlib import contextmanager
 
 from devkit.images import png_bytes
-from devkit.server import ROOT, free_port, wait_ready
+from devkit.server import running_service
 
 from .cpu_per_request import measure
 from .scenarios import requests_to_send
@@ -43,23 +40,11 @@ async def app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": PNG})
 
 
-@contextmanager
-def bare_server(workers: int = 2):
-    """``app`` under uvicorn with ``workers`` processes; yields (url, process)."""
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "uvicorn", "bench.serving.bare_asgi:app"),
-        *("--port", str(port), "--workers", str(workers), "--log-level", "warning"),
-        *("--no-access-log", "--loop", "uvloop", "--http", "httptools"),
-    ]
-    process = subprocess.Popen(command, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, "/")
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(30)
+# under uvicorn as the service runs: uvloop, httptools, two worker processes
+UVICORN_ARGS = (
+    *("bench.serving.bare_asgi:app", "--port", "{port}", "--workers", "2"),
+    *("--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"),
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     prepared = requests_to_send()
-    with bare_server() as (url, process):
+    with running_service({}, module="uvicorn", args=UVICORN_ARGS) as served:
+        url, process = served.url, served.process
         for spec in args.loads:
             name, _, concurrency = spec.partition(":")
             request, c = prepared[name], int(concurrency or 64)
