@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.studies.variety import render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_committed_report_is_rendered_from_its_json():

@@ -9,7 +9,7 @@ import torch
 
 from bench.studies.methods import cosine, render, stroke_share
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def test_stroke_share_is_the_magnitude_on_the_strokes_over_all_of_it():
