@@ -23,6 +23,7 @@ Usage: ``python -m bench.studies.variety --vae CHECKPOINT [--vae ...] [--compone
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -35,9 +36,53 @@ from service.models import MNIST_NORMALISATION, load_checkpoint
 from service.models.prior import LabelPrior
 from training.data import load_mnist_5k, to_pixels
 from training.prior import fit_prior
+from training.recipes import RECIPES
 
 from .generation import temperature_rows
 from .judge import fidelity, load_or_train_judge, real_pairs
+
+# the options of ``python -m training`` by the checkpoint metadata's key that records each
+OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "beta": "--beta"}
+OPTIONS |= {"kl_warmup": "--kl-warmup", "augment_shift": "--augment-shift"}
+OPTIMISER = {"name": "--optimiser", "lr": "--lr", "schedule": "--schedule"}
+OPTIMISER |= {"weight_decay": "--weight-decay"}
+
+
+def training_command(metadata: dict, config: dict) -> dict:
+    """
+    How to train a model like a checkpoint: ``python -m training`` and the config it changes.
+
+    Parameters
+    ----------
+    metadata : the checkpoint's metadata (its recipe's ``description`` and training options)
+    config : the checkpoint's architecture config, as a dict
+
+    Returns
+    -------
+    ``{"command": ..., "config": [...]}``: the recipe (found by its description) with an option
+    for each recorded value that is not the recipe's default, and each config field that
+    differs from the recipe's (no option sets those) as ``name=value``.
+    """
+    name = next(
+        (n for n, r in RECIPES.items() if r.description == metadata.get("description")), None
+    )
+    if name is None:
+        return {"command": "a recipe no longer in training/recipes.py", "config": []}
+    recipe = RECIPES[name]
+    default = json.loads(json.dumps(dataclasses.asdict(recipe))) | {"kl_warmup": 0}
+    default["optimiser"] = {"name": recipe.optimiser, "lr": recipe.lr, "schedule": recipe.schedule}
+    default["optimiser"]["weight_decay"] = recipe.weight_decay
+    words = [f"python -m training {name}"]
+    for key, flag in OPTIONS.items():
+        if metadata.get(key) is not None and metadata[key] != default[key]:
+            words.append(f"{flag} {metadata[key]:g}")
+    for key, flag in OPTIMISER.items():
+        value = (metadata.get("optimiser") or {}).get(key)
+        if value is not None and value != default["optimiser"][key]:
+            words.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    config = json.loads(json.dumps(config))
+    changed = [f"{k}={v}" for k, v in config.items() if v != default["config"].get(k, v)]
+    return {"command": " ".join(words), "config": changed}
 
 
 def _csv(kind):
@@ -75,6 +120,7 @@ def study(path: Path, judge, components, temperatures) -> dict:
         ]
     return {
         "checkpoint": str(path),
+        "trained_by": training_command(metadata, dataclasses.asdict(checkpoint.config)),
         "epochs": metadata["epochs"],
         "train_seconds": sum(row["seconds"] for row in metadata["history"]),
         "neg_elbo": metadata["metrics"]["neg_elbo"],
@@ -93,6 +139,7 @@ def bound(path: Path) -> dict:
     metadata, config = checkpoint.metadata, checkpoint.config
     return {
         "checkpoint": str(path),
+        "trained_by": training_command(metadata, dataclasses.asdict(config)),
         "epochs": metadata["epochs"],
         "optimiser": metadata["optimiser"],
         "beta": metadata["beta"],
@@ -104,20 +151,28 @@ def bound(path: Path) -> dict:
     }
 
 
+def _trained_by(entry: dict) -> str:
+    """The command that trained a run, or its checkpoint's path where none was recorded."""
+    if "trained_by" not in entry:
+        return f"`{entry['checkpoint']}`"
+    changed = ", ".join(f"`{c}`" for c in entry["trained_by"]["config"])
+    return f"`{entry['trained_by']['command']}`" + (f" with {changed}" if changed else "")
+
+
 def _bound_table(rows: list[dict]) -> list[str]:
     lines = [
         "## Other training runs (held-out bound only)\n",
         "Not judged: the recipe of each checkpoint and its held-out negative ELBO (N(0, I) "
         "prior, one latent sample per image). Seconds: training epochs, on the shared machine, "
         "two runs side by side with one thread each.\n",
-        "| checkpoint | epochs | optimiser, peak lr, weight decay | KL weight (warm-up epochs) "
+        "| trained by | epochs | optimiser, peak lr, weight decay | KL weight (warm-up epochs) "
         "| residual blocks | dropout | train seconds | neg. ELBO |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         o = r["optimiser"]
         lines.append(
-            f"| `{r['checkpoint']}` | {r['epochs']} | {o['name']} {o['lr']:g}, "
+            f"| {_trained_by(r)} | {r['epochs']} | {o['name']} {o['lr']:g}, "
             f"{o['weight_decay']:g} | {r['beta']:g} ({r['kl_warmup']}) | {r['res_blocks']} "
             f"| {r['dropout']:g} | {r['train_seconds']:.0f} | {r['neg_elbo']:.1f} |"
         )
@@ -136,11 +191,13 @@ def render(results: dict) -> str:
         "held-out digits; score, p > 0.9 and agreement of 2,000 samples and of 200 per digit "
         f"asked for with `label`. Real training digits against the held-out ones: precision "
         f"{real['precision']:.2f}, recall {real['recall']:.2f}, FID {real['fid']:.1f}.\n",
+        "Each run is named by the command that trains it: its recipe in `training/recipes.py`, "
+        "the options it changes and the config fields it changes that no option sets.\n",
     ]
     for entry in results["checkpoints"]:
         rec = entry["reconstructions"]
         parts.append(
-            f"## `{entry['checkpoint']}`: {entry['epochs']} epochs\n\n"
+            f"## {_trained_by(entry)}: {entry['epochs']} epochs\n\n"
             f"Held-out negative ELBO {entry['neg_elbo']:.1f} nats (N(0, I) prior); "
             f"{entry['train_seconds']:.0f} s of training epochs. Decoded posterior means of "
             f"1,000 training digits: precision {rec['precision']:.2f}, recall "
