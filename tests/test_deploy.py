@@ -59,11 +59,17 @@ def test_compose_trains_first_then_serves_on_the_gpu():
     assert api["volumes"] == ["checkpoints:/checkpoints:ro"]
 
 
+def _documents() -> list[dict]:
+    paths = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+    return [document for path in paths for document in yaml.safe_load_all(path.read_text())]
+
+
 def _manifests() -> dict[str, dict]:
+    """The first manifest of each kind (the Service that clients call: the headless one for
+    Prometheus comes second)."""
     documents = {}
-    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            documents[document["kind"]] = document
+    for document in _documents():
+        documents.setdefault(document["kind"], document)
     return documents
 
 
@@ -111,6 +117,26 @@ def test_kubernetes_manifests_match_the_service():
     assert claims == {manifests["PersistentVolumeClaim"]["metadata"]["name"]}
 
 
+def test_prometheus_finds_every_pod_through_the_headless_service():
+    """deploy/prometheus/prometheus.yml resolves the pods' addresses by DNS (Debian's
+    Prometheus has no Kubernetes discovery): a headless Service over the Deployment's pods,
+    the unready ones included, on the port the pods serve /metrics on."""
+    services = {d["metadata"]["name"]: d for d in _documents() if d["kind"] == "Service"}
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+    (name,) = discovery["names"]
+    headless = services[name]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    deployment = _manifests()["Deployment"]
+    assert headless["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert (discovery["type"], discovery["port"]) == ("A", PORT)
+    assert job["metrics_path"] == "/metrics" and "/metrics" in HEALTH
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == job["metrics_path"]
+    assert int(annotations["prometheus.io/port"]) == discovery["port"]
+
+
 def test_dockerfile_runs_the_service_unprivileged_with_a_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     assert f"EXPOSE {PORT}" in text
@@ -132,8 +158,8 @@ def test_kubernetes_manifests_follow_the_kubernetes_schemas():
     import kubernetes_validate
 
     version = kubernetes_validate.utils.latest_version()
-    for kind, manifest in _manifests().items():
-        if kind == "Kustomization":
+    for manifest in _documents():
+        if manifest["kind"] == "Kustomization":
             continue  # a kustomize file, not an API object: it has no schema
         kubernetes_validate.validate(manifest, version, strict=True)
     bad = _manifests()["Deployment"] | {"spek": {}}
