@@ -1,6 +1,6 @@
 """The container's figures: the image's size, its build time, and the time from ``podman run``
-(and from ``podman-compose up``) to ``/readyz`` answering 200. Writes docs/container.json; the
-README quotes it.
+(and from ``podman-compose up``) to ``/readyz`` answering 200. Writes docs/container.json;
+docs/deployment.md quotes it.
 
 Usage: ``python -m bench.container`` from the repository root, as root on a machine where
 ``.ci/containers`` has run. The figures are measured by the container tests themselves

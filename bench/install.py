@@ -1,6 +1,6 @@
 """What an install costs: the time and disk of a fresh virtual environment for the client alone,
 the client with its extras, and the service (its serving dependencies, as ``make serve``
-installs them). Writes docs/install.json; the README quotes it.
+installs them). Writes docs/install.json; docs/deployment.md quotes it.
 
 Usage: ``python -m bench.install [--skip-service]`` from the repository root. Each environment
 is made anew in a temporary folder with ``python3 -m venv``; pip's own cache stays warm between

@@ -2,7 +2,7 @@
 root, answering as the service does outside it, healthy, stopping gracefully; and the compose
 files brought up (train job, then the api). Skipped without podman or the base image, unless
 ``UNCONV_REQUIRE_CONTAINER=1`` (set by ``.ci/run``, which runs ``.ci/containers``) makes them
-fail. Figures for the README land in ``test-artefacts/container/figures.json``."""
+fail. Figures for docs/deployment.md land in ``test-artefacts/container/figures.json``."""
 
 from __future__ import annotations
 
@@ -143,8 +143,8 @@ def checkpoints(tmp_path_factory) -> Path:
 
 
 def _run(image: str, checkpoints: Path, *env: str) -> tuple[str, str]:
-    """``podman run`` as the README says, hardened as in docker-compose.yml; (name, url) once
-    ready."""
+    """``podman run`` as docs/deployment.md says, hardened as in docker-compose.yml; (name,
+    url) once ready."""
     name, port = f"unconv-test-{os.getpid()}-{free_port()}", free_port()
     _podman(
         "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",

@@ -93,3 +93,28 @@ def test_the_reports_are_rendered_from_their_json(tmp_path):
     benchmarks = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
     write_report(benchmarks, tmp_path / "benchmarks.md")
     assert (tmp_path / "benchmarks.md").read_text() == (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+# the hand-written docs; the others are rendered whole from their JSON by the command they name
+HAND_WRITTEN = ["README.md", "client/README.md"]
+HAND_WRITTEN += [f"docs/{name}.md" for name in ("settings", "errors", "protocol", "deployment")]
+HAND_WRITTEN += [f"docs/{name}.md" for name in ("performance", "performance-log", "reliability")]
+HAND_WRITTEN += ["docs/training.md"]
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+# sections of a hand-written doc that a bench command renders from its JSON
+RENDERED = {"docs/training.md": ("Generation",)}
+
+
+@pytest.mark.parametrize("doc", HAND_WRITTEN)
+def test_a_figure_outside_a_marker_is_in_a_dated_record(doc):
+    """A measured figure written by hand either comes from a JSON (a marker) or sits in a
+    section that dates it as a record: a date in its heading or first paragraphs."""
+    undated = []
+    for section in (ROOT / doc).read_text().split("\n## "):
+        if section.startswith(RENDERED.get(doc, ())):
+            continue
+        bare = BARE_FIGURE.findall(_prose(section))
+        opening = "\n\n".join(section.split("\n\n")[:3])
+        if bare and not DATE.search(opening):
+            undated.append(f"{section.splitlines()[0]}: {bare[:3]}")
+    assert undated == []

@@ -1,10 +1,12 @@
-"""The README's promises: its two commands exist, CI runs the test one, its settings table is
-exactly ``Settings`` (every variable, with its default and its meaning) and its table of error
-codes is exactly ``ERRORS`` (every code, with its status and its meaning)."""
+"""The README's promises: its two commands exist, CI runs the test one, and it reads in short
+paragraphs; the settings table of docs/settings.md is exactly ``Settings`` (every variable, with
+its default and its meaning) and the table of docs/errors.md is exactly ``ERRORS`` (every code,
+with its status and its meaning)."""
 
 import re
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from service.api.errors import ERRORS
@@ -12,10 +14,14 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+SETTINGS = (ROOT / "docs" / "settings.md").read_text()
+ERRORS_DOC = (ROOT / "docs" / "errors.md").read_text()
+# what moved from the README to docs/<name>.md
+MOVED = ("settings", "errors", "protocol", "deployment")
 
 
 def _shown(default) -> str:
-    """A default as the README writes it: in backticks, or the words ``unset`` and ``empty``."""
+    """A default as docs/settings.md shows it: in backticks, or the words ``unset``, ``empty``."""
     if default is None:
         return "unset"
     if isinstance(default, list):
@@ -29,7 +35,7 @@ def _shown(default) -> str:
 
 
 def test_the_settings_table_is_settings_with_every_default_and_meaning():
-    rows = re.findall(r"^\| `UNCONV_([A-Z_]+)` \| ([^|]+) \| (.+) \|$", README, re.M)
+    rows = re.findall(r"^\| `UNCONV_([A-Z_]+)` \| ([^|]+) \| (.+) \|$", SETTINGS, re.M)
     table = {name.lower(): (default.strip(), meaning.strip()) for name, default, meaning in rows}
     assert list(table) == list(Settings.model_fields)  # every one, in the same order
     for name, field in Settings.model_fields.items():
@@ -46,7 +52,7 @@ def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one():
 
 
 def test_the_error_table_is_errors_with_every_status_and_meaning():
-    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \| (.+) \|$", README, re.M)
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \| (.+) \|$", ERRORS_DOC, re.M)
     assert [code for code, _, _ in rows] == [code.value for code in ERRORS]  # same order
     for code, status, meaning in rows:
         kind = ERRORS[code]
@@ -71,8 +77,28 @@ def _blocks(text: str) -> list[str]:
     return blocks
 
 
-def test_no_readme_paragraph_or_list_item_is_over_80_words():
-    blocks = _blocks(README)
-    assert len(blocks) > 20, "no paragraphs found: the pattern or the README changed"
+@pytest.mark.parametrize("doc", ["README.md", *(f"docs/{name}.md" for name in MOVED)])
+def test_no_paragraph_or_list_item_is_over_80_words(doc):
+    blocks = _blocks((ROOT / doc).read_text())
+    assert len(blocks) > 2, "no paragraphs found: the pattern or the document changed"
     long = [f"{len(b.split())} words: {b[:60]}..." for b in blocks if len(b.split()) > 80]
     assert long == []
+
+
+def test_the_readme_is_short_and_in_a_newcomers_order():
+    assert len(README.splitlines()) < 250
+    assert re.findall(r"^## (.+)$", README, re.M) == [
+        "Two commands", "Using it", "Architecture", "Further reading"
+    ]  # fmt: skip
+    for name in MOVED:  # the details it leaves to docs/, each linked from it
+        assert f"(docs/{name}.md)" in README, name
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    docs = [ROOT / "README.md", ROOT / "client" / "README.md", *(ROOT / "docs").glob("*.md")]
+    broken = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)", doc.read_text()):
+            if not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert broken == []

@@ -147,7 +147,7 @@ async def test_the_key_guards_exactly_the_model_routes(make_client):
 
 
 def test_the_key_setting_names_every_route_that_needs_it():
-    """UNCONV_API_KEY's description (and so the README's table, tests/test_readme.py)."""
+    """UNCONV_API_KEY's description (and so docs/settings.md's table, tests/test_readme.py)."""
     described = Settings.model_fields["api_key"].description
     for method, path in MODEL_ROUTES:
         if "/versions/" not in path:  # said once for all: "each also under /versions/{version}"

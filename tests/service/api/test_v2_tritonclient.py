@@ -157,9 +157,10 @@ def test_a_bad_request_is_the_clients_exception_with_the_message(service):
 
 
 def test_the_readme_example_runs(checkpoint_dir, tmp_path):
-    """The README's "Standard clients" example, as written, against a service without a key."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Standard clients", 1)[1].split("\n## ", 1)[0]
+    """docs/protocol.md's "Standard clients" example, as written, against a service without a
+    key."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    section = doc.split("## Standard clients", 1)[1].split("\n## ", 1)[0]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
     with running_service(checkpoints, tmp_path / "server.log") as (_, url):
