@@ -1,6 +1,8 @@
 """The README's pictures, made by a running service through the client.
 
-Usage: ``python -m bench.pictures.figures --url http://127.0.0.1:8000 [--out docs/images]``
+Usage: ``python -m bench.pictures.figures --url http://127.0.0.1:8000 [--out docs/images]
+[--checkpoints checkpoints]``, with ``--checkpoints`` the directory the service serves; each
+picture's record goes to ``docs/images/provenance.json`` (``bench.pictures.provenance``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from PIL import Image, ImageOps
 from unconv_client import UnconvClient
 
 from training.data import load_mnist_5k
+
+from . import provenance
 
 SCALE = 4
 
@@ -43,6 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument(
+        "--checkpoints", type=Path, default=Path("checkpoints"), help="the directory it serves"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     splits = load_mnist_5k()
@@ -58,6 +65,10 @@ def main() -> None:
         pair = _stack([_row(digits), _row(reconstructions)])
         _big(ImageOps.expand(pair, border=2, fill=128)).save(args.out / "reconstruct-vae.png")
         _big(client.generate(n=32, seed=7)).save(args.out / "generate-vae.png")
+        models = provenance.served_records(client.models(), args.checkpoints)
+    pictures = {"visualise-cnn.png": ["cnn"], "reconstruct-vae.png": ["vae"]}
+    pictures["generate-vae.png"] = ["vae"]
+    provenance.record(args.out, pictures, "python -m bench.pictures.figures", models)
     print(f"wrote {args.out}/visualise-cnn.png, reconstruct-vae.png, generate-vae.png")
 
 

@@ -2,7 +2,8 @@
 
 Usage: ``python -m bench.pictures.page_screenshots --url http://127.0.0.1:8000 [--out docs/images]``
 (needs ``apt-get install chromium`` and Playwright from the dev extra; the service should serve
-trained checkpoints: ``python -m training defaults``).
+trained checkpoints: ``python -m training defaults``). ``--checkpoints``, the directory the
+service serves, gives each picture's record in ``docs/images/provenance.json``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import re
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
+from unconv_client import UnconvClient
+
+from . import provenance
+
+PICTURES = ("page-visualise.png", "page-reconstruct.png", "page-generate-phone-dark.png")
 
 # two strokes of a 4, in fractions of the drawing canvas
 STROKES = [
@@ -41,29 +47,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument(
+        "--checkpoints", type=Path, default=Path("checkpoints"), help="the directory it serves"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    _screenshots(args.url, args.out)
+    with UnconvClient(args.url) as client:
+        models = provenance.served_records(client.models(), args.checkpoints)
+    # the page shows every model the service lists: its networks, every AE and VAE, the VAEs
+    pictures = {picture: sorted(models) for picture in PICTURES}
+    provenance.record(args.out, pictures, "python -m bench.pictures.page_screenshots", models)
+    print(f"wrote the page's screenshots to {args.out}")
+
+
+def _screenshots(url: str, out: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox"]
         )
-        page = _visit(browser, args.url + "/", 1200, "light")
+        page = _visit(browser, url + "/", 1200, "light")
         expect(page.locator("#vis-projection")).to_have_attribute("src", re.compile("^data:"))
         expect(page.locator("#vis-strip img:visible")).to_have_count(
             page.locator("#vis-strip li").count(), timeout=60_000
         )
         page.locator("#vis-activations tbody tr").first.hover()
-        page.screenshot(path=args.out / "page-visualise.png")
+        page.screenshot(path=out / "page-visualise.png")
         page.get_by_role("tab", name="Reconstruct").click()
         _draw(page)
         expect(page.locator(".card img:visible")).not_to_have_count(0)
         page.wait_for_timeout(1000)
-        page.screenshot(path=args.out / "page-reconstruct.png")
-        page = _visit(browser, args.url + "/#generate", 390, "dark")
+        page.screenshot(path=out / "page-reconstruct.png")
+        page = _visit(browser, url + "/#generate", 390, "dark")
         expect(page.locator("#gen-strip img").first).to_be_visible()
-        page.screenshot(path=args.out / "page-generate-phone-dark.png", full_page=False)
+        page.screenshot(path=out / "page-generate-phone-dark.png", full_page=False)
         browser.close()
-    print(f"wrote the page's screenshots to {args.out}")
 
 
 if __name__ == "__main__":
