@@ -21,7 +21,7 @@ CONFIG_ERROR_STATUS = 2  # as argparse exits for a bad command line
 
 class Settings(BaseSettings):
     """Every knob of the service. Each field is the environment variable ``UNCONV_<NAME>``;
-    its description is the README's settings table, word for word (tests/test_readme.py)."""
+    its description is docs/settings.md's table, word for word (tests/test_readme.py)."""
 
     # an empty variable (`UNCONV_X=` in a compose or .env file) means the default
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)

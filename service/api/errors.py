@@ -1,6 +1,6 @@
 """Errors over HTTP: every failure is JSON ``{"error": "<stable code>", "detail": "<what, how to
 fix>"}``. ``ERRORS`` is the one table of codes: their status and meaning. The handlers send
-only its codes, the OpenAPI document lists them by status, and the README's list is checked
+only its codes, the OpenAPI document lists them by status, and docs/errors.md's table is checked
 against it (tests/test_readme.py)."""
 
 from __future__ import annotations
