@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from contextlib import asynccontextmanager
 
 import torch
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 
 from .. import __version__, workers
-from ..engine import Engine, ErrorCode, RequestError
+from ..engine import Engine
 from ..engine.metrics import Metrics
 from ..runtime import available_cores, keep_freed_memory
 from ..settings import Settings
 from .contract import install_openapi
+from .dispatch import ModelRoutes, require_api_key
 from .errors import install_error_handlers
-from .middleware import (
-    BodyLimitMiddleware,
-    DirectRoutes,
-    FollowWorkersMiddleware,
-    MetricsMiddleware,
-)
-from .routes import DIRECT_ROUTES, health, router
+from .middleware import BodyLimitMiddleware, FollowWorkersMiddleware, MetricsMiddleware
+from .routes import health, model_routes, router
 from .v2 import router as v2_router
 from .v2 import server as v2_server
 from .v2_repository import router as v2_repository
 from .web import UNCOUNTED_ROUTES, install_web
-
-_api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Needed when UNCONV_API_KEY is set"
-)
-
-
-async def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
-    expected = request.app.state.settings.api_key.get_secret_value()
-    # digests of equal length: the time taken tells nothing of the key's length or content
-    given = hashlib.sha256((key or "").encode()).digest()
-    if not secrets.compare_digest(given, hashlib.sha256(expected.encode()).digest()) or not key:
-        raise RequestError(ErrorCode.UNAUTHORIZED, "missing or wrong X-API-Key header")
 
 
 def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
@@ -85,9 +66,10 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     install_openapi(app)
-    # the model routes first: they are the busy ones, and routes match in order. The key check
-    # is there only when a key is set, so that the docs show a key only when one is needed.
+    # the key check is there only when a key is set, so that the docs show a key only when one
+    # is needed; the model routes are declared here and served by ModelRoutes (dispatch.py)
     keyed = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(model_routes.router, dependencies=keyed)
     app.include_router(router, dependencies=keyed)
     app.include_router(v2_router, dependencies=keyed)
     app.include_router(v2_repository, dependencies=keyed)
@@ -100,15 +82,8 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
 
 def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     # the last added runs first: CORS, then metrics (which count what the rest answer), the
-    # body limit, following the other workers, and the busy routes straight to their endpoint
-    # (with a key to check they go through the router, whose dependency checks it)
-    if settings.api_key is None:
-        direct = {
-            r.path: (r, DIRECT_ROUTES[r.path])
-            for r in router.routes
-            if getattr(r, "path", None) in DIRECT_ROUTES and "POST" in r.methods
-        }
-        app.add_middleware(DirectRoutes, routes=direct)
+    # body limit, following the other workers, and the model routes (dispatch.py)
+    app.add_middleware(ModelRoutes, table=model_routes, api_key=settings.api_key)
     if workers.generations() is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
         app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))

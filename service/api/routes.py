@@ -3,12 +3,7 @@ encoder of its answer, and return what the engine's codec threads made of it."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Hashable
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -19,8 +14,8 @@ from ..engine.latents import latent_codes
 from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
 from ..models import candidate_count
 from .contract import MODEL_ROUTE_ERRORS, UPLOAD_ROUTE_ERRORS, error_responses, image_responses
+from .dispatch import ModelRouteTable, read_json
 from .forms import openapi_form, read_form
-from .middleware import Handler
 from .responses import (
     NPY_MEDIA_TYPE,
     generation_response,
@@ -38,40 +33,11 @@ from .schemas import (
     VisualiseForm,
     VisualiseResponse,
 )
+from .serving import engine_of, while_connected
 
-
-# dependencies are async on purpose: FastAPI runs a sync one in a worker thread
-async def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
+model_routes = ModelRouteTable()
 router = APIRouter()
 health = APIRouter(tags=["health"])
-
-
-async def run(engine: Engine, model: ServedModel, key: Hashable, job: Any, size: int, request):
-    """``engine.submit``, given up (499) when the client leaves before its answer."""
-    task = asyncio.current_task()
-    watcher = asyncio.create_task(_cancel_on_disconnect(request, task))
-    try:
-        return await engine.submit(model, key, job, size)
-    except asyncio.CancelledError:
-        if not watcher.done():
-            raise  # cancelled by the server, not by the client leaving
-        # the batcher has dropped the request if it had not run yet; the cancellation is
-        # handled here, so later timeouts in this task must not see it
-        task.uncancel()
-        raise RequestError(ErrorCode.CLIENT_CLOSED_REQUEST, "the client disconnected") from None
-    finally:
-        watcher.cancel()
-
-
-async def _cancel_on_disconnect(request: Request, task: asyncio.Task) -> None:
-    """Cancel ``task`` when the client disconnects (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-    task.cancel()
 
 
 def _chosen(engine: Engine, name: str, endpoint: str, given: bool) -> ServedModel:
@@ -108,17 +74,15 @@ def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None
         )
 
 
-@router.post(
+@model_routes.post(
     "/visualise",
-    tags=["models"],
-    response_class=Response,
     responses=image_responses(VisualiseResponse, (NPY_MEDIA_TYPE,))
     | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(VisualiseForm, "PNG, JPEG or WebP image"),
 )
 async def visualise(request: Request) -> Response:
     """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
-    engine: Engine = request.app.state.engine  # not a dependency: one less to solve (issue 27)
+    engine = engine_of(request)
     form, uploads = await read_form(request, VisualiseForm)
     if len(uploads) > 1:
         raise invalid_parameters("file: /visualise takes one image per request")
@@ -129,19 +93,18 @@ async def visualise(request: Request) -> Response:
         return visualisation_response(vis, model, form)
 
     key = ("visualise", form.layer, form.k, form.channel, form.method)
-    return await run(engine, model, key, VisualiseJob(uploads[0], encode), 1, request)
+    job = VisualiseJob(uploads[0], encode)
+    return await while_connected(request, engine.submit(model, key, job, 1))
 
 
-@router.post(
+@model_routes.post(
     "/reconstruct",
-    tags=["models"],
-    response_class=Response,
     responses=image_responses(ReconstructResponse, ()) | error_responses(*UPLOAD_ROUTE_ERRORS),
     openapi_extra=openapi_form(ReconstructForm, "One or more images (repeat the field)", many=True),
 )
 async def reconstruct(request: Request) -> Response:
     """Reconstruct uploaded images with an auto-encoder or a VAE."""
-    engine: Engine = request.app.state.engine  # as in visualise
+    engine = engine_of(request)
     form, uploads = await read_form(request, ReconstructForm)
     model = _chosen(engine, form.model, "reconstruct", "model" in form.model_fields_set)
     max_files = engine.settings.max_files
@@ -151,35 +114,23 @@ async def reconstruct(request: Request) -> Response:
             f"{len(uploads)} files is more than UNCONV_MAX_FILES={max_files}; send fewer",
         )
     job = ReconstructJob(uploads, lambda out: reconstruction_response(out, model, form.format))
-    return await run(engine, model, ("reconstruct",), job, len(uploads), request)
+    return await while_connected(request, engine.submit(model, ("reconstruct",), job, len(uploads)))
 
 
-@router.post(
+@model_routes.post(
     "/generate",
-    tags=["models"],
-    response_class=Response,
+    body=GenerateRequest,
     responses=image_responses(GenerateResponse, (NPY_MEDIA_TYPE,))
     | error_responses(*MODEL_ROUTE_ERRORS),
 )
-async def generate(body: GenerateRequest, request: Request, engine: EngineDep) -> Response:
+async def generate(request: Request) -> Response:
     """Generate new images with a VAE's decoder: from the prior, given latents, or a line."""
+    body = await read_json(request, GenerateRequest)
+    engine = engine_of(request)
     model = _chosen(engine, body.model, "generate", "model" in body.model_fields_set)
     z, seed = latent_codes(body, model.latent_size, model.prior, model.labels)
     job = GenerateJob(z, lambda images: generation_response(images, z, seed, model, body.format))
-    return await run(engine, model, ("generate",), job, len(z), request)
-
-
-async def _generate_json(request: Request) -> Response | None:
-    """``generate`` for a body that FastAPI would accept: ``application/json`` that parses and
-    validates as FastAPI parses and validates it; None for any other, for the router to answer
-    with FastAPI's own error."""
-    if request.headers.get("content-type") != "application/json":
-        return None
-    try:
-        body = GenerateRequest.model_validate(json.loads(await request.body()))
-    except (ValueError, RecursionError):  # pydantic's ValidationError is a ValueError too
-        return None
-    return await generate(body, request, request.app.state.engine)
+    return await while_connected(request, engine.submit(model, ("generate",), job, len(z)))
 
 
 @router.get(
@@ -188,8 +139,9 @@ async def _generate_json(request: Request) -> Response | None:
     response_model=ModelsResponse,
     responses=error_responses(401, 500),
 )
-async def models(engine: EngineDep) -> ModelsResponse:
+async def models(request: Request) -> ModelsResponse:
     """Every servable model and network, whether it is available, and why not."""
+    engine = engine_of(request)
     return ModelsResponse(models=[model_info(m) for m in engine.models.values()])
 
 
@@ -202,8 +154,9 @@ async def live() -> HealthResponse:
 
 @health.get("/readyz", response_model=HealthResponse, responses=error_responses(503))
 @health.get("/v2/health/ready", response_model=HealthResponse, include_in_schema=False)
-async def ready(engine: EngineDep) -> HealthResponse:
+async def ready(request: Request) -> HealthResponse:
     """Readiness: every available model is loaded and the service is not shutting down."""
+    engine = engine_of(request)
     if engine.closing:
         raise shutting_down()
     if not engine.ready or not workers.all_ready():  # this worker's models, and every other's
@@ -220,12 +173,3 @@ async def ready(engine: EngineDep) -> HealthResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, queue wait, batch sizes, inference time."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-# the busy POST routes, served without the router (middleware.DirectRoutes): path -> a handler
-# of the request alone, which answers, or returns None to leave the request to the router
-DIRECT_ROUTES: dict[str, Handler] = {
-    "/reconstruct": reconstruct,
-    "/visualise": visualise,
-    "/generate": _generate_json,
-}

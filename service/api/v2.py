@@ -22,11 +22,10 @@ under ``/v2/`` are ``{"error": "<message>", "code": "<stable code>"}``.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .. import __version__
@@ -37,8 +36,9 @@ from ..engine.registry import ModelState
 from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
 from ..models import DEFAULT_K, DEFAULT_METHOD, METHODS
 from .contract import error_responses
-from .routes import _check_visualise, get_engine, run
+from .routes import _check_visualise
 from .schemas import MAX_GENERATE, MAX_LABEL, GenerateRequest
+from .serving import engine_of, while_connected
 from .v2_codec import (
     HEADER_LENGTH,
     InferRequest,
@@ -58,7 +58,6 @@ from .v2_schemas import (
 
 VERSION = "1"  # one version per name: loading a model again replaces it
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-EngineDep = Annotated[Engine, Depends(get_engine)]
 server = APIRouter(tags=["v2"])
 router = APIRouter(tags=["v2"])
 
@@ -160,7 +159,8 @@ async def _reconstruct(engine: Engine, model: ServedModel, request: InferRequest
         return produced
 
     job = ReconstructJob([Pixels(images)], encode)
-    return await run(engine, model, ("reconstruct",), job, len(images), http), {}
+    produced = await while_connected(http, engine.submit(model, ("reconstruct",), job, len(images)))
+    return produced, {}
 
 
 async def _generate(engine: Engine, model: ServedModel, request: InferRequest, http):
@@ -188,7 +188,8 @@ async def _generate(engine: Engine, model: ServedModel, request: InferRequest, h
     def encode(images: torch.Tensor) -> dict:
         return {"generated": ("FP32", images.numpy()), "z": ("FP32", z.numpy())}
 
-    produced = await run(engine, model, ("generate",), GenerateJob(z, encode), len(z), http)
+    job = GenerateJob(z, encode)
+    produced = await while_connected(http, engine.submit(model, ("generate",), job, len(z)))
     return produced, ({} if seed is None else {"seed": seed})
 
 
@@ -198,17 +199,6 @@ async def _vae(engine: Engine, model: ServedModel, request: InferRequest, http):
     if "image" in request.inputs:
         return await _reconstruct(engine, model, request, http)
     return await _generate(engine, model, request, http)
-
-
-class _EachImage:
-    """Submits one job per image under one key, so that they join one batch (the engine's
-    visualise jobs take one image each), and answers their results in order."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    async def submit(self, model: ServedModel, key, jobs: list, size: int) -> list:
-        return await asyncio.gather(*(self.engine.submit(model, key, job, 1) for job in jobs))
 
 
 async def _visualise(engine: Engine, model: ServedModel, request: InferRequest, http):
@@ -235,7 +225,9 @@ async def _visualise(engine: Engine, model: ServedModel, request: InferRequest, 
 
     jobs = [VisualiseJob(Pixels(image[None]), encode) for image in images]
     key = ("visualise", layer, k, channel, method)  # as /visualise's: they batch together
-    answers = await run(_EachImage(engine), model, key, jobs, len(jobs), http)
+    # one job per image (the engine's visualise jobs take one each), under one key: one batch
+    each = asyncio.gather(*(engine.submit(model, key, job, 1) for job in jobs))
+    answers = await while_connected(http, each)
     projection, kept, values = (np.concatenate(parts) for parts in zip(*answers, strict=True))
     produced = {
         "projection": ("FP32", projection),
@@ -287,18 +279,18 @@ def metadata(model: ServedModel) -> ModelMetadata:
     response_model=ModelMetadata,
     responses=_V2_ERRORS,
 )
-async def model_metadata(name: str, engine: EngineDep, version: str | None = None):
+async def model_metadata(name: str, request: Request, version: str | None = None):
     """A model's inputs and outputs: names, datatypes and shapes (-1: any size)."""
-    return metadata(served(engine, name, version))
+    return metadata(served(engine_of(request), name, version))
 
 
 @router.get("/v2/models/{name}/ready", response_model=ModelReady, responses=_V2_ERRORS)
 @router.get(
     "/v2/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=_V2_ERRORS
 )
-async def model_ready(name: str, engine: EngineDep, version: str | None = None) -> ModelReady:
+async def model_ready(name: str, request: Request, version: str | None = None) -> ModelReady:
     """200 once the model is loaded and serving; 404 unknown, 503 loading or unavailable."""
-    served(engine, name, version)
+    served(engine_of(request), name, version)
     return ModelReady(name=name, ready=True)
 
 
@@ -335,7 +327,8 @@ _INFER_DOC = {
 }
 
 
-async def _infer(name: str, request: Request, engine: Engine, version: str | None) -> Response:
+async def _infer(name: str, request: Request, version: str | None) -> Response:
+    engine = engine_of(request)
     model = served(engine, name, version)
     body = await request.body()
     inputs, _ = signature(model)
@@ -369,12 +362,12 @@ _INFER_ROUTE = {
 
 
 @router.post("/v2/models/{name}/infer", **_INFER_ROUTE)
-async def infer(name: str, request: Request, engine: EngineDep) -> Response:
+async def infer(name: str, request: Request) -> Response:
     """Run a model on tensors (Open Inference Protocol; binary tensor data extension)."""
-    return await _infer(name, request, engine, None)
+    return await _infer(name, request, None)
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", **_INFER_ROUTE)
-async def infer_version(name: str, version: str, request: Request, engine: EngineDep) -> Response:
+async def infer_version(name: str, version: str, request: Request) -> Response:
     """Run a version of a model on tensors (there is one version, "1")."""
-    return await _infer(name, request, engine, version)
+    return await _infer(name, request, version)

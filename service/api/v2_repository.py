@@ -11,18 +11,15 @@ process it reached has swapped; each other worker swaps before its next request
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from ..engine import Engine, ErrorCode, RequestError
 from ..engine.registry import ModelState
 from .contract import error_responses
-from .routes import get_engine
+from .serving import engine_of
 from .v2_schemas import RepositoryModel, RepositoryRequest, V2ErrorResponse
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
 router = APIRouter(tags=["v2"])
 _STATES = {
     ModelState.AVAILABLE: "READY",
@@ -49,8 +46,9 @@ def _entry(model) -> RepositoryModel:
 @router.post(
     "/v2/repository/index", response_model=list[RepositoryModel], responses=_v2_errors(401, 500)
 )
-async def repository_index(engine: EngineDep) -> list[RepositoryModel]:
+async def repository_index(request: Request) -> list[RepositoryModel]:
     """Every model the service knows, with its state (READY, LOADING, UNAVAILABLE) and why."""
+    engine = engine_of(request)
     return [_entry(m) for m in sorted(engine.models.values(), key=lambda m: m.name)]
 
 
@@ -98,16 +96,18 @@ async def _parameters(request: Request, allowed: set[str]) -> None:
 
 
 @router.post("/v2/repository/models/{name}/load", **_MODEL_ROUTE)
-async def load_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
+async def load_model(name: str, request: Request) -> RepositoryModel:
     """Load a model from its files again (or for the first time) and serve it."""
+    engine = engine_of(request)
     _control(engine)
     await _parameters(request, set())
     return _entry(await engine.reload(name))
 
 
 @router.post("/v2/repository/models/{name}/unload", **_MODEL_ROUTE)
-async def unload_model(name: str, request: Request, engine: EngineDep) -> RepositoryModel:
+async def unload_model(name: str, request: Request) -> RepositoryModel:
     """Stop serving a model, once the requests it accepted are answered."""
+    engine = engine_of(request)
     _control(engine)
     await _parameters(request, {"unload_dependents"})
     await engine.unload(name)

@@ -200,10 +200,19 @@ def test_uvicorn_import_string_builds_the_app():
     assert {"/visualise", "/reconstruct", "/generate", "/models", "/healthz", "/readyz"} <= paths
 
 
-async def test_the_directly_served_routes_keep_limits_metrics_and_errors(make_client):
-    """/reconstruct and /visualise skip the router (middleware.DirectRoutes): the streamed body
-    limit, the route's metrics, 405 for another method and the generic 500 hold for them."""
-    client, app = await make_client(max_upload_bytes=2048)
+@pytest.mark.parametrize("key", [None, "k"])
+async def test_the_model_routes_keep_limits_metrics_and_errors(make_client, key):
+    """The model routes are served by dispatch.ModelRoutes, with a key set or not: the key, the
+    streamed body limit, the route's metrics, 405 for another method and the generic 500 hold
+    for them."""
+    client, app = await make_client(max_upload_bytes=2048, api_key=key)
+    if key is not None:
+        r = await client.post("/reconstruct", files={"file": ("x.png", png_bytes(), "image/png")})
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        assert r.headers["www-authenticate"] == "ApiKey"
+        r = await client.post("/generate", json={}, headers={"X-API-Key": "wrong"})
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        client.headers["X-API-Key"] = key
 
     async def chunks():  # no Content-Length: the limit is enforced while streaming
         for _ in range(10):
@@ -231,38 +240,40 @@ async def test_the_directly_served_routes_keep_limits_metrics_and_errors(make_cl
     assert 'unconv_requests_total{method="POST",route="/reconstruct",status="500"} 1.0' in text
 
 
-async def test_generate_served_directly_answers_as_the_router_does(make_client):
-    """/generate is served without the router for a JSON body that validates, and left to the
-    router for any other (middleware.DirectRoutes, routes._generate_json): each body gets the
-    same answer as from an app where the router serves every request (one with an API key)."""
-    direct, _ = await make_client()
-    routed, _ = await make_client(api_key="k")
-    json_type = {"content-type": "application/json"}
-    bodies = [
-        ('{"n": 2, "seed": 1, "format": "json"}', json_type),
-        ('{"n": 3, "seed": 5, "label": 7}', json_type),  # this VAE has no labels: 422
-        ('{"n": 2, "seed": 1}', {"content-type": "application/json; charset=utf-8"}),
-        ('{"n": 2, "seed": 1}', {}),  # no content type: FastAPI reads JSON
-        ('{"n": 0}', json_type),
-        ('{"n": 2, "label": 99}', json_type),
-        ('{"n": 2, "colour": 1}', json_type),
-        ('{"n": 2,', json_type),
-        ("[1, 2]", json_type),
-        ("", json_type),
-        (b"\xff\xfe{", json_type),
-        ('{"n": 2}', {"content-type": "text/plain"}),
-        ("[" * 100_000, json_type),  # deeper than the parser goes
-    ]
-    for body, headers in bodies:
-        a = await direct.post("/generate", content=body, headers=headers)
-        b = await routed.post("/generate", content=body, headers=headers | {"X-API-Key": "k"})
-        assert (a.status_code, a.headers["content-type"]) == (
-            b.status_code,
-            b.headers["content-type"],
-        ), body
-        assert a.content == b.content, body
-    text = (await direct.get("/metrics")).text
-    for status, count in ((200, 2), (422, 11)):
+_JSON = {"content-type": "application/json"}
+# a body of /generate, its headers, and the status and the start of the detail it is answered
+_GENERATE_BODIES = [
+    ('{"n": 2, "seed": 1, "format": "json"}', _JSON, 200, None),
+    ('{"n": 2, "seed": 1}', {"content-type": "application/json; charset=utf-8"}, 200, None),
+    ('{"n": 2, "seed": 1}', {"content-type": "application/vnd.unconv+json"}, 200, None),
+    ('{"n": 3, "seed": 5, "label": 7}', _JSON, 422, "model 'vae' has no labels"),
+    ('{"n": 2, "seed": 1}', {}, 422, "body: expected application/json, not a body without"),
+    ('{"n": 2}', {"content-type": "text/plain"}, 422, "body: expected application/json, not t"),
+    ('{"n": 0}', _JSON, 422, "n: Input should be greater than or equal to 1"),
+    ('{"n": 2, "colour": 1}', _JSON, 422, "colour: Extra inputs are not permitted"),
+    ('{"n": 2,', _JSON, 422, "body: Invalid JSON"),
+    ("[1, 2]", _JSON, 422, "body: Input should be an object"),
+    ("null", _JSON, 422, "body: Input should be an object"),
+    ("", _JSON, 422, "body: Field required"),
+    (b"\xff\xfe{", _JSON, 422, "body: Invalid JSON"),
+    ("[" * 100_000, _JSON, 422, "body: Invalid JSON: recursion limit"),
+]
+
+
+@pytest.mark.parametrize("key", [None, "k"])
+async def test_generate_reads_its_json_body_once_with_a_key_or_without(make_client, key):
+    """/generate reads and validates its JSON body itself (dispatch.read_json), on the one path
+    the model routes take in every configuration."""
+    client, _ = await make_client(api_key=key)
+    key_header = {} if key is None else {"X-API-Key": key}
+    for body, headers, status, detail in _GENERATE_BODIES:
+        r = await client.post("/generate", content=body, headers=headers | key_header)
+        assert r.status_code == status, (body, r.text)
+        if detail is not None:
+            assert r.json()["error"] == "invalid_parameters", body
+            assert r.json()["detail"].startswith(detail), (body, r.json())
+    text = (await client.get("/metrics")).text
+    for status, count in ((200, 3), (422, len(_GENERATE_BODIES) - 3)):
         line = (
             f'unconv_requests_total{{method="POST",route="/generate",status="{status}"}} {count}.0'
         )
