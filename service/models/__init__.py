@@ -1,5 +1,15 @@
 """The project's one home for model code, used by both the service and ``training``."""
 
+from .attribution import (
+    ATTRIBUTION_METHODS,
+    DEFAULT_STEPS,
+    IntegratedGradientsPlan,
+    OcclusionPlan,
+    gradcam,
+    guided_gradcam,
+    integrated_gradients,
+    occlusion,
+)
 from .autoencoder import ACTIVATIONS, AutoEncoder, ConvAEConfig, conv_decoder, conv_encoder
 from .checkpoint import (
     CONFIGS,
@@ -12,6 +22,7 @@ from .checkpoint import (
     save_checkpoint,
     write_atomically,
 )
+from .classifier import UndoableClassifier
 from .cnn import CNNConfig, MnistCNN
 from .deconvnet import (
     DEFAULT_K,
@@ -44,6 +55,7 @@ from .prior import LabelPrior
 from .torchvision_nets import (
     IMAGENET_NORMALISATION,
     TORCHVISION_NETWORKS,
+    ImageNetClassifier,
     NetworkSpec,
     WeightsUnavailable,
     alexnet_features,
@@ -52,6 +64,16 @@ from .torchvision_nets import (
 from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_divergence
 
 __all__ = [
+    "ATTRIBUTION_METHODS",
+    "DEFAULT_STEPS",
+    "ImageNetClassifier",
+    "IntegratedGradientsPlan",
+    "OcclusionPlan",
+    "UndoableClassifier",
+    "gradcam",
+    "guided_gradcam",
+    "integrated_gradients",
+    "occlusion",
     "DEFAULT_K",
     "DEFAULT_METHOD",
     "candidate_count",

@@ -347,15 +347,55 @@ class UndoableSequential(nn.Module):
     def __len__(self) -> int:
         return len(self.wrapped)
 
-    def forward(self, x: torch.Tensor, until: int | None = None, keep_masks: bool = False):
-        """The output of the first ``until`` layers, and every layer's context for its undo
-        (with each ReLU's input mask when ``keep_masks``)."""
+    def forward(
+        self, x: torch.Tensor, until: int | None = None, keep_masks: bool = False, start: int = 0
+    ):
+        """The output of layers ``start + 1`` to ``until`` (all of them by default) applied to
+        ``x``, the output of layer ``start``; and every one of those layers' context for its
+        undo (with each ReLU's input mask when ``keep_masks``)."""
         context = []
         # a list's slice: slicing the ModuleList builds a new module (about 20 us a time)
-        for module in list(self.wrapped)[:until]:
+        for module in list(self.wrapped)[start:until]:
             x, ctx = module(x, keep_masks) if isinstance(module, UndoableReLU) else module(x)
             context.append(ctx)
         return x, context
+
+    @torch.no_grad()
+    def undo(
+        self,
+        signal: torch.Tensor,
+        context: list,
+        rule: ReluRule = RELU_RULES["deconvnet"],
+        down_to: int = 0,
+    ) -> torch.Tensor:
+        """
+        Map a signal at the output of layer ``len(context)`` back to the output of layer
+        ``down_to`` (to the input when 0), undoing every layer on the way.
+
+        Parameters
+        ----------
+        signal : torch.Tensor
+            Shaped as the output of layer ``len(context)``, e.g. (N, C, h, w).
+        context : list
+            The contexts of layers 1 to ``len(context)``, as ``forward`` returns them.
+        rule : ReluRule, optional
+            How every ReLU on the way down treats the signal; ``RELU_RULES["saliency"]``
+            makes the result the gradient of ``(output * signal).sum()``.
+        down_to : int, optional
+            The layer whose output the signal is mapped to; 0 for the input.
+
+        Returns
+        -------
+        signal : torch.Tensor
+            Shaped as the output of layer ``down_to``.
+        """
+        layers = list(self.wrapped)[down_to : len(context)]
+        for module, ctx in zip(reversed(layers), reversed(context[down_to:]), strict=True):
+            if isinstance(module, UndoableReLU):
+                signal = module.undo(signal, ctx, rule)
+            else:
+                signal = module.undo(signal, ctx)
+        return signal
 
     def layer_name(self, layer: int) -> str:
         """Human-readable name of ``layer`` (1-based), e.g. ``"5: Conv2d(64, 192, ...)"``."""
@@ -403,14 +443,8 @@ class UndoableSequential(nn.Module):
             raise ValueError(f"expected k in [1, {candidates}] for layer {layer} but received {k}")
         vals, indices = _top_k(activations, k, channel)
         signal = _scatter_kept(activations, indices, vals)
-        layers = list(self.wrapped)[:layer]
-        for module, ctx in zip(reversed(layers), reversed(context), strict=False):
-            if isinstance(module, UndoableReLU):
-                signal = module.undo(signal, ctx, rule)
-            else:
-                signal = module.undo(signal, ctx)
         return Visualisation(
-            projection=signal,
+            projection=self.undo(signal, context, rule),
             channel=indices // (h * w),
             y=indices % (h * w) // w,
             x=indices % w,

@@ -1,9 +1,10 @@
 """ImageNet networks from torchvision, whose feature stacks the deconvnet visualises.
 
-Only the feature stacks are built, here, layer for layer as torchvision builds them (the same
-parameter names, so torchvision's weight files load as they are): importing torchvision's
-model zoo takes seconds (it pulls in ``torch._dynamo``), most of a cold start, and the
-classifiers hold nine tenths of AlexNet's weights, which the visualiser never uses.
+The networks are built here, layer for layer as torchvision builds them (the same parameter
+names, so torchvision's weight files load as they are): importing torchvision's model zoo takes
+seconds (it pulls in ``torch._dynamo``), most of a cold start. The feature stack alone serves
+the visualiser; the whole classifier (features, pooling and head, nine tenths of AlexNet's
+weights) is loaded from the same file when asked for, for the attribution methods.
 Weights come from torchvision's own cache (``$TORCH_HOME/hub/checkpoints``), so a file put there
 once works offline; they are downloaded only when the caller allows it. Either way the file's
 SHA-256 must start with the prefix torchvision publishes in its name (``alexnet-owt-7be5be79``),
@@ -69,6 +70,36 @@ def vgg_features(channels: tuple[int | str, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def alexnet_head(num_classes: int = 1000) -> tuple[nn.Module, nn.Sequential]:
+    """torchvision's ``alexnet()`` ``avgpool`` and ``classifier``: (N, 256, h, w) ->
+    (N, num_classes)."""
+    classifier = nn.Sequential(
+        nn.Dropout(p=0.5),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.AdaptiveAvgPool2d((6, 6)), classifier
+
+
+def vgg_head(num_classes: int = 1000) -> tuple[nn.Module, nn.Sequential]:
+    """torchvision's ``vgg*()`` ``avgpool`` and ``classifier``: (N, 512, h, w) ->
+    (N, num_classes)."""
+    classifier = nn.Sequential(
+        nn.Linear(512 * 7 * 7, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.AdaptiveAvgPool2d((7, 7)), classifier
+
+
 _VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -84,12 +115,31 @@ class FeatureNetwork(nn.Module):
         return self.features(x)
 
 
+class ImageNetClassifier(FeatureNetwork):
+    """The whole ImageNet classifier: ``features``, ``avgpool`` and ``classifier`` as
+    torchvision names them; (N, 3, H, W) -> (N, 1000) logits."""
+
+    def __init__(self, features: nn.Sequential, avgpool: nn.Module, classifier: nn.Sequential):
+        super().__init__(features)
+        self.avgpool = avgpool
+        self.classifier = classifier
+
+    @property
+    def head(self) -> nn.Sequential:
+        """Everything after the features as one stack, sharing this network's modules."""
+        return nn.Sequential(self.avgpool, nn.Flatten(1), *self.classifier)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """How to build one torchvision network's feature stack and prepare images for it."""
 
     name: str
     build_features: Callable[[], nn.Sequential]
+    build_head: Callable[[], tuple[nn.Module, nn.Sequential]]
     weights_file: str  # the name of torchvision's IMAGENET1K_V1 file, with its hash prefix
     input_size: int = 224
     resize_size: int = 256
@@ -108,19 +158,22 @@ class NetworkSpec:
 TORCHVISION_NETWORKS = {
     spec.name: spec
     for spec in (
-        NetworkSpec("alexnet", alexnet_features, "alexnet-owt-7be5be79.pth"),
-        NetworkSpec("vgg11", lambda: vgg_features(_VGG11), "vgg11-8a719046.pth"),
-        NetworkSpec("vgg16", lambda: vgg_features(_VGG16), "vgg16-397923af.pth"),
+        NetworkSpec("alexnet", alexnet_features, alexnet_head, "alexnet-owt-7be5be79.pth"),
+        NetworkSpec("vgg11", lambda: vgg_features(_VGG11), vgg_head, "vgg11-8a719046.pth"),
+        NetworkSpec("vgg16", lambda: vgg_features(_VGG16), vgg_head, "vgg16-397923af.pth"),
     )
 }
 
 
 def load_torchvision_network(
-    name: str, allow_download: bool = False, weights_file: Path | None = None
-) -> nn.Module:
+    name: str,
+    allow_download: bool = False,
+    weights_file: Path | None = None,
+    classifier: bool = False,
+) -> FeatureNetwork:
     """
-    The feature stack of a torchvision network with its ``IMAGENET1K_V1`` weights, in eval
-    mode on the CPU (the file's classifier weights are not loaded).
+    A torchvision network with its ``IMAGENET1K_V1`` weights, in eval mode on the CPU: the
+    feature stack, or with ``classifier`` the whole classifier.
 
     Parameters
     ----------
@@ -131,6 +184,9 @@ def load_torchvision_network(
     weights_file : Path, optional
         Read the weights from this ``.pth`` state dict instead of torchvision's cache (still
         with ``weights_only=True``, but without the published-hash check).
+    classifier : bool
+        Build and load the pooling and head too (an ``ImageNetClassifier``); otherwise only
+        the ``features`` (a ``FeatureNetwork``), and the file's other weights are not kept.
 
     Raises
     ------
@@ -139,7 +195,11 @@ def load_torchvision_network(
         file, or holds anything but tensors.
     """
     spec = TORCHVISION_NETWORKS[name]
-    model = FeatureNetwork(spec.build_features())
+    model = (
+        ImageNetClassifier(spec.build_features(), *spec.build_head())
+        if classifier
+        else FeatureNetwork(spec.build_features())
+    )
     path = Path(weights_file) if weights_file is not None else spec.weights_path
     if not path.is_file():
         if not allow_download:
@@ -153,7 +213,9 @@ def load_torchvision_network(
     # a file the caller names is theirs to vouch for; the cache's must be the published one
     state = _read_tensors(path) if weights_file is not None else read_published_weights(path)
     try:
-        model.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")})
+        if not classifier:
+            state = {k: v for k, v in state.items() if k.startswith("features.")}
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise WeightsUnavailable(f"{path} does not hold {name}'s weights: {err}") from None
     return model.eval()
