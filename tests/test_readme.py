@@ -87,9 +87,10 @@ def test_no_paragraph_or_list_item_is_over_80_words(doc):
 
 def test_the_readme_is_short_and_in_a_newcomers_order():
     assert len(README.splitlines()) < 250
-    assert re.findall(r"^## (.+)$", README, re.M) == [
-        "Two commands", "Using it", "Architecture", "Further reading"
-    ]  # fmt: skip
+    headings = re.findall(r"^## (.+)$", README, re.M)
+    order = ["Two commands", "Using it", "Architecture", "Further reading"]
+    assert [h for h in headings if h in order] == order  # other sections may sit between
+    assert (headings[0], headings[-1]) == (order[0], order[-1])
     for name in MOVED:  # the details it leaves to docs/, each linked from it
         assert f"(docs/{name}.md)" in README, name
 
