@@ -1,5 +1,6 @@
 # unconv: two commands for a new user.
-#   make serve   create the environment, train missing default checkpoints, start the service
+#   make serve   create the environment, train missing default checkpoints and the cnn's
+#                feature atlas, start the service
 #   make test    lint and run the whole test suite
 #   make stress  fuzz the API at length, soak it with 20,000+ requests, audit the dependencies
 #   make lock    regenerate the pinned requirements/*.txt from pyproject.toml
@@ -48,6 +49,7 @@ $(STAMP): requirements/dev.txt client/pyproject.toml | $(BIN)/python
 
 serve: $(SERVE_STAMP)
 	$(BIN)/python -m training defaults --out $(CHECKPOINTS)
+	$(BIN)/python -m training atlas --network cnn --checkpoints $(CHECKPOINTS) --if-stale
 	UNCONV_CHECKPOINT_DIR=$(CHECKPOINTS) $(BIN)/python -m service
 
 test: lint pytest

@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from service.models import ASSUMPTIONS, CheckpointError, checkpoint_paths
+from service.models import ASSUMPTIONS, CheckpointError, WeightsUnavailable, checkpoint_paths
 from service.settings import ENV_PREFIX, Settings
 
+from .atlas import AtlasOptions, Stopped, build_atlas
+from .atlas_data import SPLITS
 from .data import DATASETS, DataUnavailable
 from .recipes import DEFAULT_MODELS, RECIPES, Recipe
 from .state import StateError
@@ -85,7 +87,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in the help, except for on/off flags, whose default is the flag's absence."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        return action.help if action.nargs == 0 else super()._get_help_string(action)
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _model_parser(sub, model: str, default_out: Path) -> None:
@@ -202,7 +206,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(defaults, default_out)
     defaults.add_argument("--force", action="store_true", help="retrain existing checkpoints")
+    _atlas_parser(sub, default_out)
     return parser
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected layers like 1,3,4 but received {text}"
+        ) from None
+
+
+def _atlas_parser(sub, default_out: Path) -> None:
+    parser = sub.add_parser(
+        "atlas",
+        formatter_class=_HelpFormatter,
+        help="every feature map's strongest activations across a data set (Zeiler & Fergus's "
+        "Figure 2), for the service's Features view",
+    )
+    parser.add_argument(
+        "--network",
+        required=True,
+        help="a classifier checkpoint in --checkpoints, or alexnet, vgg11 or vgg16",
+    )
+    parser.add_argument(
+        "--data", default="mnist-5k", help="mnist-5k, or a folder of JPEG/PNG images (recursive)"
+    )
+    parser.add_argument("--split", choices=SPLITS, default="heldout", help="mnist-5k's split")
+    parser.add_argument(
+        "--checkpoints", type=Path, default=default_out, help="where the checkpoints are"
+    )
+    parser.add_argument("--weights", type=Path, help="a torchvision network's .pth state dict")
+    parser.add_argument(
+        "--out", type=Path, help="atlas directory; <checkpoints>/atlases when absent"
+    )
+    parser.add_argument("--name", help="atlas name; the network's when absent")
+    parser.add_argument("--layers", type=_layers, help="1-based layers, e.g. 1,3; all when absent")
+    parser.add_argument("--batch-size", type=_positive_int, default=256, help="items a batch")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto picks CUDA"
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument(
+        "--save-every", type=_positive_int, default=20, help="batches between resumable saves"
+    )
+    parser.add_argument("--stop-after", type=_positive_int, help="stop after N batches (tests)")
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="skip when the atlas exists for these weights and data",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+
+
+def run_atlas(args: argparse.Namespace) -> None:
+    names = set(AtlasOptions.__dataclass_fields__) - {"checkpoints"}
+    options = AtlasOptions(
+        checkpoints=args.checkpoints, **{k: v for k, v in vars(args).items() if k in names}
+    )
+    path = build_atlas(options)
+    if path is None:
+        print(f"{options.atlas_name}: the atlas is current, skipped")
+    else:
+        print(f"wrote {path}")
 
 
 def _options(args: argparse.Namespace, model: str) -> TrainOptions:
@@ -226,10 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "defaults":
             run_defaults(args)
+        elif args.command == "atlas":
+            run_atlas(args)
         else:
             result = train(_options(args, args.command))
             print(f"wrote {result.checkpoint}")
-    except (DataUnavailable, StateError, CheckpointError, ValueError) as err:
+    except (
+        DataUnavailable,
+        StateError,
+        CheckpointError,
+        ValueError,
+        Stopped,
+        WeightsUnavailable,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import platform
 import subprocess
 import time
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
@@ -20,7 +18,6 @@ from service.models import (
     MNIST_NORMALISATION,
     RegularisedLoss,
     load_checkpoint,
-    resolve_device,
     save_checkpoint,
     target_transform,
 )
@@ -32,6 +29,7 @@ from .prior import fit_prior
 from .recipes import RECIPES, Recipe
 from .report import plot_losses, save_reconstructions, save_samples, summary_table
 from .state import load_state, save_state
+from .world import World
 
 OPTIMISERS = {
     "adam": torch.optim.Adam,
@@ -209,40 +207,13 @@ def _make_scheduler(recipe: Recipe, optimiser, total_steps: int, done_steps: int
     )
 
 
-@dataclass(frozen=True)
-class _World:
-    """This process's place in a (possibly one-process) data-parallel run."""
-
-    size: int
-    rank: int
-    device: torch.device
-
-    @classmethod
-    def join(cls, device_name: str) -> _World:
-        """Read ``torchrun``'s environment and join its process group when there is one."""
-        size = int(os.environ.get("WORLD_SIZE", "1"))
-        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_name, local_rank)
-        if size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(size, rank, device)
-
-    def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier()
-
-    def leave(self) -> None:
-        if self.size > 1:
-            dist.destroy_process_group()
-
-
 @dataclass
 class _Run:
     """Everything one training run works with, set up by ``_set_up``."""
 
     options: TrainOptions
     recipe: Recipe
-    world: _World
+    world: World
     path: Path
     splits: ImageSplits
     train_set: torch.utils.data.Dataset
@@ -268,7 +239,7 @@ def train(options: TrainOptions) -> TrainResult:
     evaluates and writes the checkpoint.
     """
     keep_freed_memory()  # large activations page-faulted in afresh every step: docs/training.md
-    world = _World.join(options.device)
+    world = World.join(options.device)
     run = _set_up(options, world)
     first = len(run.history) + 1  # after the epochs a resumed run has done
     for epoch in range(first, run.recipe.epochs + 1):
@@ -284,7 +255,7 @@ def train(options: TrainOptions) -> TrainResult:
     return TrainResult(run.path.with_name(run.path.name + ".json"), run.history)
 
 
-def _set_up(options: TrainOptions, world: _World) -> _Run:
+def _set_up(options: TrainOptions, world: World) -> _Run:
     """Data, model, loss and optimiser, resumed from the saved state when asked."""
     recipe = options.recipe()
     if recipe.batch_size % world.size:
@@ -335,7 +306,7 @@ def _set_up(options: TrainOptions, world: _World) -> _Run:
     )
 
 
-def _parallel(model, train_set, world: _World, seed: int):
+def _parallel(model, train_set, world: World, seed: int):
     """The model to train and the sampler of this process's shard of the data: with several
     processes, DistributedDataParallel averages the gradients of their shards every step."""
     if world.size == 1:

@@ -1,5 +1,14 @@
 """The project's one home for model code, used by both the service and ``training``."""
 
+from .atlas import (
+    ATLAS_DIR,
+    Atlas,
+    AtlasEntry,
+    AtlasError,
+    atlas_paths,
+    load_atlas,
+    save_atlas,
+)
 from .attribution import (
     ATTRIBUTION_METHODS,
     DEFAULT_STEPS,
@@ -52,6 +61,7 @@ from .losses import (
     to_intensities,
 )
 from .prior import LabelPrior
+from .receptive import receptive_field, receptive_size
 from .torchvision_nets import (
     IMAGENET_NORMALISATION,
     TORCHVISION_NETWORKS,
@@ -64,6 +74,15 @@ from .torchvision_nets import (
 from .vae import ConvVAEConfig, MLPVAEConfig, VariationalAutoEncoder, kl_divergence
 
 __all__ = [
+    "ATLAS_DIR",
+    "Atlas",
+    "AtlasEntry",
+    "AtlasError",
+    "atlas_paths",
+    "load_atlas",
+    "receptive_field",
+    "receptive_size",
+    "save_atlas",
     "ATTRIBUTION_METHODS",
     "DEFAULT_STEPS",
     "ImageNetClassifier",

@@ -302,14 +302,17 @@ def _scatter_kept(like: torch.Tensor, indices: torch.Tensor, vals: torch.Tensor)
 
 
 def _top_k(activations: torch.Tensor, k: int, channel: int | None):
-    """Values and flat (C*h*w) indices of the top-k entries per sample, strongest first."""
+    """Values and flat (C*h*w) indices of the top-k entries per sample, strongest first; for
+    k = 1 the first position of the maximum (``topk`` leaves ties in any order)."""
     _n, c, h, w = activations.shape
-    if channel is None:
-        return activations.flatten(1).topk(k, dim=-1)
-    if not 0 <= channel < c:
+    if channel is not None and not 0 <= channel < c:
         raise ValueError(f"expected channel in [0, {c - 1}] but received {channel}")
-    vals, indices = activations[:, channel].flatten(1).topk(k, dim=-1)
-    return vals, indices + channel * h * w
+    flat = activations.flatten(1) if channel is None else activations[:, channel].flatten(1)
+    if k == 1:
+        vals, indices = flat.max(dim=-1, keepdim=True)
+    else:
+        vals, indices = flat.topk(k, dim=-1)
+    return vals, indices if channel is None else indices + channel * h * w
 
 
 class UndoableSequential(nn.Module):
@@ -451,6 +454,46 @@ class UndoableSequential(nn.Module):
             value=vals,
             activation_shape=(c, h, w),
         )
+
+    @torch.no_grad()
+    def project(
+        self,
+        x: torch.Tensor,
+        layer: int,
+        channel: torch.Tensor,
+        y: torch.Tensor,
+        x_pos: torch.Tensor,
+        method: str = DEFAULT_METHOD,
+    ) -> torch.Tensor:
+        """
+        Project one chosen activation of ``layer`` per sample back to the input space.
+
+        The same projection as ``visualise(..., k=1, channel=c)`` when the chosen activation
+        is the one that keeps (the first maximum of its feature map), for any position.
+
+        Parameters
+        ----------
+        x : (N, C, H, W) torch.Tensor
+            A batch of inputs.
+        layer : int
+            1-based index of the layer whose activation is projected.
+        channel, y, x_pos : (N,) torch.Tensor of int64
+            The activation of each sample in the layer's (C, h, w) output.
+        method : {"deconvnet", "guided_backprop", "saliency"}, optional
+            How every ReLU on the way down treats the signal (``RELU_RULES``).
+
+        Returns
+        -------
+        projection : (N, C, H, W) torch.Tensor
+        """
+        if not 1 <= layer <= len(self.wrapped):
+            raise ValueError(f"no layer '{layer}' in a {len(self.wrapped)}-layer network")
+        rule = relu_rule(method)
+        activations, context = self.forward(x, until=layer, keep_masks=rule.mask)
+        _n, _c, h, w = activations.shape
+        indices = (channel * h * w + y * w + x_pos).to(activations.device).unsqueeze(1)  # (N, 1)
+        vals = activations.flatten(1).gather(1, indices)
+        return self.undo(_scatter_kept(activations, indices, vals), context, rule)
 
     def visualise_activations(self, x: torch.Tensor, layer: int | None = None, k: int = DEFAULT_K):
         """

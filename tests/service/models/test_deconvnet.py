@@ -298,3 +298,17 @@ def test_an_unknown_method_is_named():
     seq = UndoableSequential(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
     with pytest.raises(ValueError, match=r"expected method in \('deconvnet', "):
         seq.visualise(torch.randn(1, 1, 8, 8), 2, k=1, method="lrp")
+
+
+@pytest.mark.parametrize("channel", [None, 0])
+def test_k_1_keeps_the_first_of_tied_maxima(channel):
+    # topk leaves ties in any order; the atlas and /visualise agree on the first position
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    nn.init.ones_(conv.weight)
+    deconv = UndoableSequential(nn.Sequential(conv))
+    x = torch.zeros(3, 1, 5, 10)
+    flat = x.view(3, 50)
+    flat[:, 7] = flat[:, 30] = flat[1, 2] = 1.0
+    seen = deconv.visualise(x, 1, k=1, channel=channel)
+    first = [min(i for i in range(50) if flat[n, i] == 1) for n in range(3)]
+    assert (seen.y.flatten() * 10 + seen.x.flatten()).tolist() == first
