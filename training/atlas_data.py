@@ -3,7 +3,6 @@ prepares an upload, and the network whose feature stack it scans."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from service.models import (
     Normalisation,
     load_checkpoint,
 )
-from service.models.torchvision_nets import load_torchvision_network
+from service.models.torchvision_nets import file_sha256, load_torchvision_network
 from service.settings import Settings
 
 from .data import load_mnist_5k
@@ -39,14 +38,6 @@ class Network:
     spec: ImageSpec
     weights: Path
     weights_sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_network(name: str, checkpoints: Path, weights: Path | None = None) -> Network:

@@ -46,6 +46,10 @@ ERRORS: dict[ErrorCode, ErrorKind] = {
         404, "A v2 route's model is not loaded (unavailable or unloaded); `detail` says why"
     ),
     ErrorCode.NOT_FOUND: ErrorKind(404, "No such route"),
+    ErrorCode.NO_ATLAS: ErrorKind(
+        404, "The network has no feature atlas served (none built, or stale); `detail` says why"
+    ),
+    ErrorCode.NOT_IN_ATLAS: ErrorKind(404, "The atlas holds no such layer or feature map"),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorKind(405, "The route does not take that method"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorKind(
         413, "The body or the number of files is over its limit"

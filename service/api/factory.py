@@ -14,6 +14,7 @@ from ..engine import Engine
 from ..engine.metrics import Metrics
 from ..runtime import available_cores, keep_freed_memory
 from ..settings import Settings
+from .atlas import atlas_router
 from .contract import install_openapi
 from .dispatch import ModelRoutes, require_api_key
 from .errors import install_error_handlers
@@ -71,6 +72,7 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     keyed = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(model_routes.router, dependencies=keyed)
     app.include_router(router, dependencies=keyed)
+    app.include_router(atlas_router, dependencies=keyed)
     app.include_router(v2_router, dependencies=keyed)
     app.include_router(v2_repository, dependencies=keyed)
     app.include_router(health)

@@ -14,6 +14,7 @@ import torch
 from ..models import exact_convolutions, resolve_device
 from ..runtime import freeze_loaded_objects, unfreeze_objects
 from ..settings import Settings
+from .atlases import ServedAtlas, atlas_files, find, load_atlases
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ErrorCode, RequestError, not_ready, shutting_down
 from .generations import Action, Generations
@@ -86,6 +87,7 @@ class Engine:
         self._following: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         self._unloaded_here: set[str] = set()  # unloaded on request: a watch leaves them so
+        self.atlases: dict[str, ServedAtlas] = {}  # by network: see atlases.py
 
     WATCH_INTERVAL_S = 2.0
 
@@ -111,6 +113,7 @@ class Engine:
                 self.batchers[model.name] = self._batcher(model)
         self._done = {name: generation for name, (generation, _) in table.items()}
         self._seen = seen
+        await self._refresh_atlases()
         freeze_loaded_objects()
         self.ready = True
         self.on_ready()
@@ -165,6 +168,7 @@ class Engine:
         batcher = self._batcher(model)
         await self._swap(name, model, batcher)
         self._unloaded_here.discard(name)
+        await self._refresh_atlases()
         log.info("loaded %s (%s)", name, model.metadata.get("sha256", "torchvision"))
         return model
 
@@ -181,6 +185,7 @@ class Engine:
             raise RequestError(ErrorCode.UNKNOWN_MODEL, f"no model {name!r}")
         await self._swap(name, self._unloaded(self.models[name]), None)
         self._unloaded_here.add(name)
+        await self._refresh_atlases()
 
     @staticmethod
     def _unloaded(old: ServedModel) -> ServedModel:
@@ -230,12 +235,28 @@ class Engine:
                 self._done[name] = generation
         self._seen = max(self._seen, seen)
 
+    async def _refresh_atlases(self) -> None:
+        """Find the atlases again and check each against the weights its network serves."""
+        directory = self.settings.checkpoint_dir
+        self.atlases = await asyncio.to_thread(load_atlases, directory, dict(self.models))
+
+    async def atlas(self, network: str, layer: int, channel: int) -> tuple:
+        """The served atlas of ``network`` and the entries of one feature map (``atlases.find``,
+        whose errors it raises), read off the event loop."""
+        return await asyncio.to_thread(find, self.atlases, network, layer, channel)
+
     async def _watch(self, seen: dict) -> None:
-        """Reload each checkpoint whose files changed (``UNCONV_WATCH_CHECKPOINTS``)."""
+        """Reload each checkpoint whose files changed (``UNCONV_WATCH_CHECKPOINTS``), and
+        find the atlases again when theirs did."""
         await self.wait_ready()
         directory = self.settings.checkpoint_dir
+        atlases_seen = await asyncio.to_thread(atlas_files, directory)
         while not self.closing:
             await asyncio.sleep(self.WATCH_INTERVAL_S)
+            atlases_now = await asyncio.to_thread(atlas_files, directory)
+            if atlases_now != atlases_seen:
+                await self._refresh_atlases()
+                atlases_seen = atlases_now
             now = await asyncio.to_thread(checkpoint_files, directory)
             for name in changed(seen, now):
                 if self.closing or name in self._unloaded_here:

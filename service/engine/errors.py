@@ -20,6 +20,8 @@ class ErrorCode(StrEnum):
     REPOSITORY_DISABLED = "repository_disabled"
     LOAD_FAILED = "load_failed"
     NOT_FOUND = "not_found"
+    NO_ATLAS = "no_atlas"
+    NOT_IN_ATLAS = "not_in_atlas"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IMAGE_TOO_LARGE = "image_too_large"

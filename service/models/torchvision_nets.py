@@ -237,8 +237,7 @@ def read_published_weights(path: Path) -> dict[str, torch.Tensor]:
         When the hash differs, or the file holds anything but tensors.
     """
     expected = _published(path)
-    stat = path.stat()
-    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    digest = file_sha256(path)
     if not digest.startswith(expected):
         raise WeightsUnavailable(
             f"{path} is not the published file: its SHA-256 starts with "
@@ -256,6 +255,12 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise WeightsUnavailable(f"{path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file (hex), read once per version of the file (its size and time)."""
+    stat = Path(path).stat()
+    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
