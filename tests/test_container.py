@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,46 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.podman import ARTEFACTS, ROOT, build_image, missing, podman, wait_ready
 from tests.servers import free_port, running_service
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE_IMAGE = os.environ.get("UNCONV_BASE_IMAGE", "localhost/debian-python:bookworm")
-IMAGE = "localhost/unconv:cuda"  # the tag docker-compose.yml runs
 COMPOSE = Path(
     os.environ.get("UNCONV_PODMAN_COMPOSE", ROOT / ".cache/podman-compose/bin/podman-compose")
 )
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # pip reaches PyPI through a proxy with this CA
-ARTEFACTS = ROOT / "test-artefacts" / "container"
 SAMPLES = ROOT / "service" / "api" / "static" / "samples"
 FIGURES: dict[str, float] = {}
-
-
-# a first build's peak on the disk and in TMPDIR, measured (df every 2 s) with some room spare
-DISK_NEEDED_GB = 12
-SHM_NEEDED_GB = 8
-
-
-def _free_gb(path: str) -> float:
-    return shutil.disk_usage(path).free / 1e9 if os.path.isdir(path) else 0.0
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("UNCONV_REQUIRE_CONTAINER") == "1":
-        pytest.fail(f"{what}; UNCONV_REQUIRE_CONTAINER=1 needs it (.ci/containers installs it)")
-    pytest.skip(f"{what}; .ci/containers installs it (as root)")
-
-
-def _podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"podman {' '.join(args)}: {result.returncode}\n{result.stderr[-3000:]}"
-        )
-    return result
 
 
 def _record(**figures: float) -> None:
@@ -70,55 +39,12 @@ def _record(**figures: float) -> None:
     (ARTEFACTS / "figures.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
 
 
-def _wait_ready(url: str, timeout_s: float, logs: callable) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return time.monotonic() - start
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {timeout_s} s:\n{logs()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    """The real Dockerfile built offline (no ImageNet weights), once; podman's layer cache
-    makes a rebuild with unchanged dependencies take seconds."""
-    if shutil.which("podman") is None:
-        _missing("podman is not installed")
-    if _podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
-        _missing(f"the base image {BASE_IMAGE} is missing")
-    # a layer is written about three times while it is committed: the container's files, a
-    # temporary tar (under TMPDIR, twice) and the stored layer; the temporary copies go to
-    # memory where /dev/shm has room, and the disk must hold the rest (CI once ran out)
-    in_memory = _free_gb("/dev/shm") >= SHM_NEEDED_GB
-    environment = os.environ | ({"TMPDIR": "/dev/shm"} if in_memory else {})
-    needed = DISK_NEEDED_GB if in_memory else DISK_NEEDED_GB + SHM_NEEDED_GB
-    graph_root = _podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
-    if _free_gb(graph_root) < needed:
-        _missing(f"{graph_root} has {_free_gb(graph_root):.1f} GB free, a build needs {needed}")
-    start = time.monotonic()
-    build = subprocess.run(
-        [
-            *("podman", "build", "--format", "docker", "--network", "host"),
-            *("-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"),
-            *("--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--build-arg", "IMAGENET_WEIGHTS=skip"),
-            *("-t", IMAGE, str(ROOT)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-        env=environment,
-    )
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTEFACTS / "build.log").write_text(build.stdout + build.stderr)
-    assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
-    size = int(_podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
-    _record(build_s=round(time.monotonic() - start, 1), image_mb=round(size / 1e6))
-    return IMAGE
+    """The real Dockerfile built offline (no ImageNet weights), once."""
+    tag, build_s, size_mb = build_image()
+    _record(build_s=round(build_s, 1), image_mb=size_mb)
+    return tag
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +72,14 @@ def _run(image: str, checkpoints: Path, *env: str) -> tuple[str, str]:
     """``podman run`` as docs/deployment.md says, hardened as in docker-compose.yml; (name,
     url) once ready."""
     name, port = f"unconv-test-{os.getpid()}-{free_port()}", free_port()
-    _podman(
+    podman(
         "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges", "-p", f"127.0.0.1:{port}:8000",
         "-v", f"{checkpoints}:/checkpoints:ro", "-e", "UNCONV_DEVICE=cpu", *env, image,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    logs = lambda: _podman("logs", name, check=False).stderr  # noqa: E731
-    _wait_ready(url, 120, logs)
+    logs = lambda: podman("logs", name, check=False).stderr  # noqa: E731
+    wait_ready(url, 120, logs)
     return name, url
 
 
@@ -163,23 +89,23 @@ def container(image, checkpoints):
     name, url = _run(image, checkpoints)
     _record(run_to_ready_s=round(time.monotonic() - start, 1))
     yield name, url
-    _podman("rm", "-f", name, check=False)
+    podman("rm", "-f", name, check=False)
 
 
 def test_runs_as_uid_10001_on_a_read_only_root(container):
     name, _ = container
-    assert _podman("exec", name, "id", "-u").stdout.strip() == "10001"
-    inspect = json.loads(_podman("inspect", name).stdout)[0]
+    assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+    inspect = json.loads(podman("inspect", name).stdout)[0]
     assert inspect["HostConfig"]["ReadonlyRootfs"] is True
-    denied = _podman("exec", name, "touch", "/app/x", check=False)
+    denied = podman("exec", name, "touch", "/app/x", check=False)
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
-    assert _podman("exec", name, "touch", "/tmp/x", check=False).returncode == 0
+    assert podman("exec", name, "touch", "/tmp/x", check=False).returncode == 0
 
 
 def test_the_image_healthcheck_passes(image, container):
-    config = json.loads(_podman("image", "inspect", image).stdout)[0]
+    config = json.loads(podman("image", "inspect", image).stdout)[0]
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])  # kept: --format docker
-    assert _podman("healthcheck", "run", container[0]).returncode == 0
+    assert podman("healthcheck", "run", container[0]).returncode == 0
 
 
 def _npy(response: httpx.Response) -> np.ndarray:
@@ -242,20 +168,20 @@ def test_podman_stop_lets_requests_in_flight_finish(image, checkpoints):
             ]
             time.sleep(1.0)
             start = time.monotonic()
-            stop = _podman("stop", "--time", "30", name)
+            stop = podman("stop", "--time", "30", name)
             stopped_s = time.monotonic() - start
             statuses = [f.result().status_code for f in futures]
         assert statuses == [200] * 8
         assert stopped_s < 25, f"SIGTERM ignored: podman stop took {stopped_s:.1f} s"
-        state = json.loads(_podman("inspect", name).stdout)[0]["State"]
+        state = json.loads(podman("inspect", name).stdout)[0]["State"]
         assert state["ExitCode"] == 0, stop.stderr
     finally:
-        _podman("rm", "-f", name, check=False)
+        podman("rm", "-f", name, check=False)
 
 
 def test_compose_trains_into_the_volume_then_serves(image):
     if not COMPOSE.is_file():
-        _missing(f"podman-compose is missing at {COMPOSE}")
+        missing(f"podman-compose is missing at {COMPOSE}")
     port = free_port()
     env = os.environ | {"UNCONV_PUBLISH_PORT": str(port), "UNCONV_VARIANT": "cuda"}
     files = ["-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
@@ -273,9 +199,9 @@ def test_compose_trains_into_the_volume_then_serves(image):
         (ARTEFACTS / "compose-up.log").write_text(up.stdout + up.stderr)
         assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, 1200, lambda: compose("logs").stdout)
+        wait_ready(url, 1200, lambda: compose("logs").stdout)
         _record(compose_up_to_ready_s=round(time.monotonic() - start, 1))
-        train = json.loads(_podman("inspect", "unconv_train_1").stdout)[0]["State"]
+        train = json.loads(podman("inspect", "unconv_train_1").stdout)[0]["State"]
         assert train["ExitCode"] == 0
         models = {m["name"]: m for m in httpx.get(f"{url}/models").json()["models"]}
         assert all(models[name]["available"] for name in ("ae", "vae", "cnn")), models
