@@ -8,12 +8,18 @@ while they fit in its share of the waiting items (``1 / concurrency`` of them, a
 ``max_batch_size``), and runs ``predict(key, payloads)`` in an executor thread, off the event
 loop. Up to ``concurrency`` batches run at once; while they do, new requests queue up, so
 batches grow with load and a lone request never waits for company.
+
+Each batch has an ID (``<pid>.<n>``): every request it served names it in its log lines
+(``service.logs``), and when tracing is on its span links to each request's span
+(``service.tracing``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -21,9 +27,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import logs, tracing
+
 Predict = Callable[[Hashable, list[Any]], Sequence[Any]]
 
 log = logging.getLogger("unconv")
+
+_batch_numbers = itertools.count(1)
 
 
 class QueueFull(Exception):
@@ -54,6 +64,9 @@ class _Request:
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     dropped: bool = False
+    # the submitting task's request (its log lines) and route span (None when not tracing)
+    log: logs.RequestContext | None = field(default_factory=logs.current)
+    trace: Any = field(default_factory=tracing.capture)
 
 
 def take_batch(queue: deque[_Request], max_items: int) -> list[_Request]:
@@ -109,6 +122,8 @@ class Batcher:
         of running as one while the others take the stragglers one by one.
     observer : BatchObserver, optional
         Receives batch sizes, queue waits and queue depth.
+    name : str, optional
+        The batches' span name when tracing (``batch <model>``).
     """
 
     def __init__(
@@ -121,8 +136,10 @@ class Batcher:
         executor: Executor,
         concurrency: int = 1,
         observer: BatchObserver | None = None,
+        name: str = "batch",
     ):
         self.predict = predict
+        self.name = name
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -278,17 +295,25 @@ class Batcher:
         for request in batch:
             self.observer.queue_wait(now - request.enqueued)
 
+        batch_id = f"{os.getpid()}.{next(_batch_numbers)}"
+
         def run() -> tuple[list[_Request], Sequence[Any]]:
             # the executor may be busy with other models: look again for requests that were
             # dropped (deadline, disconnect) while this batch waited for the thread
             live = [r for r in batch if not r.dropped]
-            return live, self.predict(live[0].key, [r.payload for r in live]) if live else []
+            if not live:
+                return live, []
+            requests = [(r.trace, r.enqueued) for r in live]
+            attributes = {"unconv.batch": batch_id, "unconv.batch.requests": len(live)}
+            with tracing.batch_span(self.name, requests, attributes):
+                return live, self.predict(live[0].key, [r.payload for r in live])
 
         loop = asyncio.get_running_loop()
         try:
             live, results = await loop.run_in_executor(self.executor, run)
         except Exception as err:
             live = [r for r in batch if not r.dropped]
+            _name(live, batch_id)
             if len(live) <= 1:
                 for request in live:
                     _settle(request, error=err)
@@ -299,11 +324,19 @@ class Batcher:
             return
         if live:
             self.observer.batch(self._items(live), len(live), time.perf_counter() - now)
+        _name(live, batch_id)
         for request, result in zip(live, results, strict=True):
             if isinstance(result, Exception):
                 _settle(request, error=result)
             else:
                 _settle(request, result=result)
+
+
+def _name(requests: list[_Request], batch_id: str) -> None:
+    """Name the batch in each request's log lines (the last one tried, after a split)."""
+    for request in requests:
+        if request.log is not None:
+            request.log.batch = batch_id
 
 
 def _settle(request: _Request, result: Any = None, error: BaseException | None = None) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .. import tracing
 from ..models import DEFAULT_METHOD, Visualisation
 from ..models.losses import sample_range
 from .errors import RequestError
@@ -255,27 +256,33 @@ class ModelRunner:
 
 
 def _predict_generate(runner: ModelRunner, jobs: list[GenerateJob]) -> list:
-    with runner.threads.forward(sum(len(job.z) for job in jobs)):
+    items = sum(len(job.z) for job in jobs)
+    with tracing.phase("forward pass"), runner.threads.forward(items):
         images = generate(runner.model, [job.z for job in jobs], runner.device)
-    return runner.pool.map(lambda out, job: job.encode(out), images, jobs)
+    with tracing.phase("encode"):
+        return runner.pool.map(lambda out, job: job.encode(out), images, jobs)
 
 
 def _predict_reconstruct(runner: ModelRunner, jobs: list[ReconstructJob]) -> list:
     def decode(job: ReconstructJob) -> torch.Tensor:
         return torch.cat([runner.image(upload) for upload in job.uploads])
 
-    ok, inputs, failed = _decode_all(jobs, decode, runner.pool)
-    with runner.threads.forward(sum(len(x) for x in inputs)):
+    with tracing.phase("decode"):
+        ok, inputs, failed = _decode_all(jobs, decode, runner.pool)
+    with tracing.phase("forward pass"), runner.threads.forward(sum(len(x) for x in inputs)):
         outputs = reconstruct(runner.model, inputs, runner.device) if inputs else []
-    answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
+    with tracing.phase("encode"):
+        answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
     return _in_order(len(jobs), ok, answers, failed)
 
 
 def _predict_visualise(runner: ModelRunner, jobs: list[VisualiseJob], *params) -> list:
-    ok, inputs, failed = _decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
-    with runner.threads.forward(len(inputs)):
+    with tracing.phase("decode"):
+        ok, inputs, failed = _decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
+    with tracing.phase("forward pass"), runner.threads.forward(len(inputs)):
         outputs = visualise(runner.model, inputs, runner.device, *params) if inputs else []
-    answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
+    with tracing.phase("encode"):
+        answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
     return _in_order(len(jobs), ok, answers, failed)
 
 
