@@ -69,9 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--interpolate", type=json.loads, default=_GIVEN, help='JSON: {"start", "end", "steps"}'
     )
     gen.add_argument("--format", choices=("png", "json", "npy"), default=_GIVEN)
-    for command in (vis, rec, gen):
+    atlas = sub.add_parser("atlas", help="a feature map's strongest activations (Figure 2)")
+    atlas.add_argument("network")
+    atlas.add_argument("layer", type=int)
+    atlas.add_argument("channel", type=int)
+    atlas.add_argument("--format", choices=("png", "json"), default=_GIVEN)
+    for command in (vis, rec, gen, atlas):
         command.add_argument("-o", "--out", type=Path, help="where to write the image or array")
     sub.add_parser("models", help="list the servable models")
+    sub.add_parser("atlases", help="list the feature atlases")
     sub.add_parser("health", help="liveness")
     sub.add_parser("ready", help="readiness")
     return parser

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -144,6 +145,20 @@ class _Operations:
     def models(self) -> Any:
         """Every servable model: name, kind, availability and why not, shapes, metadata."""
         return self._call({"method": "GET", "url": "/models"}, lambda answer: answer["models"])
+
+    def atlases(self) -> Any:
+        """The feature atlases beside the checkpoints: network, data set, layers and feature
+        maps; a stale one (built for other weights) is listed with why it is not served."""
+        return self._call({"method": "GET", "url": "/atlas"}, lambda answer: answer["atlases"])
+
+    def atlas(self, network: str, layer: int, channel: int, *, format: str | None = None) -> Any:
+        """One feature map's strongest activations across the atlas's data set (Zeiler &
+        Fergus's Figure 2). ``png`` -> the 9 projections beside the 9 patches; ``json`` -> a
+        dict whose ``entries`` (strongest first) carry ``index``, ``y``, ``x``, ``value``,
+        ``box`` and the images ``projection``, ``patch`` and ``image``.
+        """
+        url = f"/atlas/{quote(str(network), safe='')}/{int(layer)}/{int(channel)}"
+        return self._call({"method": "GET", "url": url, "params": _given(format=format)})
 
     def health(self) -> Any:
         """Liveness (``/healthz``)."""

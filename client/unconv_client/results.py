@@ -60,14 +60,15 @@ def npy(data: bytes) -> Any:
 
 
 def decoded(body: Any) -> Any:
-    """A JSON answer with every base64 ``image_png`` replaced by ``image`` (see ``png``)."""
+    """A JSON answer with every base64 ``<name>_png`` replaced by ``<name>`` (see ``png``):
+    ``image_png`` by ``image``, an atlas entry's ``patch_png`` by ``patch``..."""
     if isinstance(body, list):
         return [decoded(item) for item in body]
     if not isinstance(body, dict):
         return body
     body = {key: decoded(value) for key, value in body.items()}
-    if isinstance(body.get("image_png"), str):
-        body["image"] = png(base64.b64decode(body.pop("image_png")))
+    for key in [k for k, v in body.items() if k.endswith("_png") and isinstance(v, str)]:
+        body[key.removesuffix("_png")] = png(base64.b64decode(body.pop(key)))
     return body
 
 

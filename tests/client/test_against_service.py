@@ -1,6 +1,7 @@
 """The client and its CLI against the real service, and the deprecated ``service.client``."""
 
 import importlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,3 +131,26 @@ def test_service_client_is_a_deprecated_re_export(monkeypatch):
     with pytest.warns(DeprecationWarning, match="import unconv_client"):
         old = importlib.import_module("service.client")
     assert (old.UnconvClient, old.UnconvError) == (UnconvClient, UnconvError)
+
+
+async def test_the_atlas_routes(make_client, checkpoint_dir, tmp_path):
+    from training.__main__ import main
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(checkpoint_dir / f"cnn{suffix}", tmp_path / f"cnn{suffix}")
+    argv = ["atlas", "--network", "cnn", "--checkpoints", str(tmp_path), "--layers", "1"]
+    assert main([*argv, "--no-progress"]) == 0
+    http, _ = await make_client(checkpoint_dir=tmp_path)
+    client = AsyncUnconvClient(http=http)
+    (atlas,) = await client.atlases()
+    assert atlas["network"] == "cnn" and atlas["served"]
+    figure = await client.atlas("cnn", 1, 2)
+    assert isinstance(figure, Image.Image)
+    details = await client.atlas("cnn", 1, 2, format="json")
+    entry = details["entries"][0]
+    assert entry["image"].size == (28, 28)
+    top, left, bottom, right = entry["box"]
+    assert entry["patch"].size == entry["projection"].size == (right - left, bottom - top)
+    with pytest.raises(UnconvError) as info:
+        await client.atlas("vae", 1, 0)
+    assert (info.value.status, info.value.code) == (404, "no_atlas")

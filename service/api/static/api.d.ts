@@ -97,6 +97,56 @@ export interface GenerateResponse {
   images: { image_png: Base64Png; z: number[] }[];
 }
 
+export interface AtlasLayer {
+  layer: number;
+  name: string;
+  feature_maps: number;
+  shape: number[];
+}
+
+export interface AtlasDataset {
+  name: string;
+  split?: string | null;
+  count: number;
+}
+
+/** One atlas beside the checkpoints; only a served one answers its feature maps. */
+export interface AtlasInfo {
+  network: string;
+  served: boolean;
+  reason?: string | null;
+  dataset?: AtlasDataset | null;
+  weights_sha256?: string | null;
+  top?: number | null;
+  layers: AtlasLayer[];
+  created?: string | null;
+}
+
+/** One of a feature map's strongest activations across the dataset. */
+export interface AtlasEntry {
+  index: number;
+  name?: string | null;
+  y: number;
+  x: number;
+  value: number;
+  /** The receptive field: top, left, bottom, right (exclusive), in input pixels. */
+  box: number[];
+  projection_png: Base64Png;
+  patch_png: Base64Png;
+  image_png: Base64Png;
+}
+
+export interface AtlasMapResponse {
+  network: string;
+  layer: number;
+  layer_name: string;
+  channel: number;
+  dataset: AtlasDataset;
+  weights_sha256: string;
+  /** Strongest first. */
+  entries: AtlasEntry[];
+}
+
 type Answer<F, Json> = F extends "json" ? Json : Blob;
 
 export declare class UnconvApi {
@@ -127,6 +177,16 @@ export declare class UnconvApi {
     body: B,
     signal?: AbortSignal,
   ): Promise<Answer<B["format"] extends ImageFormat ? B["format"] : "json", GenerateResponse>>;
+  /** The feature atlases, with `served` and, when not, the `reason`. */
+  atlases(signal?: AbortSignal): Promise<AtlasInfo[]>;
+  /** One feature map's Figure 2: JSON unless `format` says "png" (then a Blob). */
+  atlas<O extends { format?: "png" | "json" }>(
+    network: string,
+    layer: number,
+    channel: number,
+    options?: O,
+    signal?: AbortSignal,
+  ): Promise<Answer<O["format"] extends "png" | "json" ? O["format"] : "json", AtlasMapResponse>>;
   /** One call: a JSON answer parsed, an image answer as a Blob, anything else an ApiError. */
   request(
     path: string,

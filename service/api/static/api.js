@@ -83,6 +83,21 @@ export class UnconvApi {
     return this.request("generate", { body: { ...body, format }, signal, format });
   }
 
+  /** The feature atlases: network, dataset, layers; a stale one with why it is not served. */
+  async atlases(signal) {
+    return (await this.request("atlas", { signal })).atlases;
+  }
+
+  /**
+   * One feature map's strongest activations across an atlas's dataset (Zeiler & Fergus's
+   * Figure 2). JSON: { entries: [{ index, y, x, value, box, projection_png, patch_png,
+   * image_png }], dataset, weights_sha256, layer_name, ... }; with "png": a Blob.
+   */
+  atlas(network, layer, channel, { format = "json" } = {}, signal) {
+    const path = `atlas/${encodeURIComponent(network)}/${layer}/${channel}?format=${format}`;
+    return this.request(path, { signal, format });
+  }
+
   /** One call: a JSON answer parsed, an image answer as a Blob, anything else an ApiError. */
   async request(path, { body = null, signal, format = "json" } = {}) {
     const headers = {};

@@ -11,6 +11,9 @@ export async function uses(file: File, canvas: Blob): Promise<string[]> {
   const { images } = await api.reconstruct([file, canvas], { model: "vae" });
   const samples = await api.generate({ n: 16, seed: 7, label: 3 });
   const grid: Blob = await api.generate({ n: 4, format: "png" });
+  const atlases = await api.atlases();
+  const { entries } = await api.atlas(atlases[0].network, 4, 12);
+  const figure: Blob = await api.atlas("cnn", 1, 0, { format: "png" });
   try {
     // @ts-expect-error: layer is required
     await api.visualise(file, { network: "cnn" });
@@ -18,13 +21,16 @@ export async function uses(file: File, canvas: Blob): Promise<string[]> {
     await api.visualise(file, { layer: 1, method: "gradcam" });
     // @ts-expect-error: /generate has no field `count`
     await api.generate({ count: 3 });
+    // @ts-expect-error: the atlas answers PNG or JSON, no .npy
+    await api.atlas("cnn", 1, 0, { format: "npy" });
   } catch (err) {
     if (err instanceof ApiError) return [err.code, err.detail, String(err.retryAfter)];
   }
   return [
     models[0].name,
     String(top),
-    String(png.size + grid.size),
+    String(png.size + grid.size + figure.size),
+    imageUrl(entries[0].projection_png),
     imageUrl(images[0].image_png),
     String(samples.seed),
   ];
