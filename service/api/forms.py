@@ -1,10 +1,12 @@
 """Multipart form bodies (RFC 7578): the uploaded images and the fields that go with them.
 
 The body is read whole (``BodyLimitMiddleware`` bounds it), so every part is a slice of it.
-Starlette's form parser wraps each file in a spooled temporary file and FastAPI then solves
-each form field as a dependency; together that was a third of the event loop's time per
-request (docs/performance.md). Field values are validated by the pydantic form models of
-``schemas.py``, so errors read as they do for JSON bodies.
+Starlette's form parser streams it instead, wrapping each file in a spooled temporary file, and
+FastAPI then solves each form field as a dependency: a large share of the event loop's time per
+upload (docs/performance.md). The syntax follows RFC 2046 5.1.1 and RFC 7578;
+tests/service/api/test_forms_differential.py reads generated bodies with python-multipart too
+and names each case where the two differ. Field values are validated by the pydantic form
+models of ``schemas.py``, so errors read as they do for JSON bodies.
 """
 
 from __future__ import annotations
@@ -81,14 +83,33 @@ def parse_form(body: bytes, content_type: str | None) -> Form:
     boundary = params.get(b"boundary")
     if not boundary:
         raise _malformed("the multipart/form-data content type has no boundary")
-    # every delimiter but a first one at the very start follows a line break
-    sections = (b"\r\n" + body).split(b"\r\n--" + boundary)
-    if len(sections) < 2 or not sections[-1].startswith(b"--"):
-        raise _malformed("the closing boundary is missing; the body is truncated")
-    form = Form({}, {})
-    for section in sections[1:-1]:  # the first is the preamble, the last the epilogue
-        _add_part(form, section)
+    form, repeated = Form({}, {}), set()
+    for part in _parts(body, boundary):
+        _add_part(form, part, repeated)
+    # a malformed body is a 400 wherever it breaks; a repeated field, in a well-formed one, a 422
+    if repeated:
+        raise _invalid_parameters(f"{min(repeated)}: given more than once")
     return form
+
+
+def _parts(body: bytes, boundary: bytes) -> list[bytes]:
+    """The parts between the preamble and the close delimiter (RFC 2046 5.1.1).
+
+    Every delimiter line but a first one at the very start follows a line break. A line that
+    begins with the boundary is a delimiter line: only white space may follow the boundary on
+    it, or ``--`` on the last, after which comes the epilogue, ignored.
+    """
+    parts = []
+    for section in (b"\r\n" + body).split(b"\r\n--" + boundary)[1:]:
+        if section.startswith(b"--"):
+            return parts
+        line, crlf, part = section.partition(b"\r\n")
+        if not crlf:
+            break
+        if line.strip(b" \t"):
+            raise _malformed(f"a line begins with the boundary but goes on: {line[:40]!r}")
+        parts.append(part)
+    raise _malformed("the closing boundary is missing; the body is truncated")
 
 
 def _urlencoded(body: bytes) -> Form:
@@ -98,52 +119,70 @@ def _urlencoded(body: bytes) -> Form:
     except UnicodeDecodeError:
         raise _malformed("the form is not UTF-8 text") from None
     for name, value in pairs:
-        _add_field(form, name, value)
+        if name in form.fields:
+            raise _invalid_parameters(f"{name}: given more than once")
+        form.fields[name] = value
     return form
 
 
-def _add_field(form: Form, name: str, value: str) -> None:
-    if name in form.fields:
-        raise _invalid_parameters(f"{name}: given more than once")
-    form.fields[name] = value
-
-
-def _add_part(form: Form, section: bytes) -> None:
-    head, blank, data = section.partition(b"\r\n\r\n")
-    if not blank:
-        raise _malformed("a part has no blank line after its headers")
-    headers = {}
-    for line in head.split(b"\r\n")[1:]:  # what precedes the first line break is padding
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise _malformed(f"a part has a malformed header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
+def _add_part(form: Form, part: bytes, repeated: set[str]) -> None:
+    head, data = _split_part(part)
+    headers = _headers(head)
     disposition, params = _options(headers.get(b"content-disposition", b""))
     if disposition != b"form-data" or b"name" not in params:
         raise _malformed('a part lacks the header Content-Disposition: form-data; name="..."')
+    coding = headers.get(b"content-transfer-encoding", b"binary")
+    if coding.lower() not in IDENTITY:  # RFC 7578 4.7: form parts are sent as they are
+        raise _malformed(f"a part has the Content-Transfer-Encoding {coding[:40]!r}")
     name = params[b"name"].decode("utf-8", "replace")
     content_type = headers.get(b"content-type")
     # a file part has a filename, or at least a type other than text (RFC 7578 4.2, 4.4)
-    if b"filename" in params or not (content_type or b"text/plain").startswith(b"text/"):
-        form.files.setdefault(name, []).append(
-            Upload(
-                data,
-                content_type.decode("latin-1") if content_type else None,
-                params.get(b"filename", b"").decode("utf-8", "replace") or None,
-            )
-        )
+    media = _options(content_type)[0] if content_type else b"text/plain"
+    if b"filename" in params or not media.startswith(b"text/"):
+        filename = params.get(b"filename", b"").decode("utf-8", "replace") or None
+        content = content_type.decode("latin-1") if content_type else None
+        form.files.setdefault(name, []).append(Upload(data, content, filename))
         return
     try:
         value = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _malformed(f"the field {name!r} is not UTF-8 text") from None
-    _add_field(form, name, value)
+    if name in form.fields:
+        repeated.add(name)
+    form.fields[name] = value
+
+
+def _split_part(part: bytes) -> tuple[bytes, bytes]:
+    """A part's header lines and its data. A blank line ends the headers, or the part ends with
+    them (RFC 2046 5.1.1: ``body-part := MIME-part-headers [CRLF *OCTET]``)."""
+    if part.startswith(b"\r\n"):
+        return b"", part[2:]
+    head, blank, data = part.partition(b"\r\n\r\n")
+    if blank:
+        return head, data
+    if part.endswith(b"\r\n"):
+        return part[:-2], b""
+    raise _malformed("a part has no blank line after its headers")
+
+
+def _headers(head: bytes) -> dict[bytes, bytes]:
+    """Header fields by lower-case name."""
+    headers = {}
+    for line in head.split(b"\r\n") if head else ():
+        name, colon, value = line.partition(b":")
+        if not colon or b"\r" in line or b"\n" in line:  # RFC 5322 2.2: lines end in CRLF
+            raise _malformed(f"a part has a malformed header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip(b" \t")
+    return headers
+
+
+IDENTITY = (b"binary", b"8bit", b"7bit")
 
 
 def _options(value: str | bytes) -> tuple[bytes, dict[bytes, bytes]]:
     """``parse_options_header``, remembered for the short values that repeat from request to
-    request (a client's content type and boundary, each field's disposition): parsing them took
-    a tenth of the event loop's time per upload. The answer is shared: read it, never change it.
+    request (a client's content type and boundary, each field's disposition), whose parsing
+    showed in the event loop's profile. The answer is shared: read it, never change it.
     """
     return _remembered_options(value) if len(value) <= 200 else parse_options_header(value)
 
