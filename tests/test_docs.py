@@ -9,6 +9,7 @@ index). The figure after the marker must be the JSON's value rounded to the deci
 figure written with ``%`` is a fraction in the JSON (``97.80%`` is ``0.978``).
 """
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -118,3 +119,14 @@ def test_a_figure_outside_a_marker_is_in_a_dated_record(doc):
         if bare and not DATE.search(opening):
             undated.append(f"{section.splitlines()[0]}: {bare[:3]}")
     assert undated == []
+
+
+def test_every_command_the_docs_give_names_a_module_that_exists():
+    """``python -m X`` in the README and docs/*.md; the dated log keeps the commands of its day."""
+    docs = [ROOT / "README.md", ROOT / "client" / "README.md", *(ROOT / "docs").glob("*.md")]
+    docs = [doc for doc in docs if doc.name != "performance-log.md"]
+    named = {
+        (doc.name, m) for doc in docs for m in re.findall(r"python -m ([\w.]+)", doc.read_text())
+    }
+    assert len(named) > 10, "no commands found: the pattern or the docs changed"
+    assert sorted((doc, m) for doc, m in named if importlib.util.find_spec(m) is None) == []
