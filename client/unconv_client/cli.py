@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     atlas.add_argument("layer", type=int)
     atlas.add_argument("channel", type=int)
     atlas.add_argument("--format", choices=("png", "json"), default=_GIVEN)
+    atlas.add_argument("--top", type=int, default=_GIVEN, help="only the strongest few")
     for command in (vis, rec, gen, atlas):
         command.add_argument("-o", "--out", type=Path, help="where to write the image or array")
     sub.add_parser("models", help="list the servable models")

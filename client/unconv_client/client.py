@@ -151,14 +151,23 @@ class _Operations:
         maps; a stale one (built for other weights) is listed with why it is not served."""
         return self._call({"method": "GET", "url": "/atlas"}, lambda answer: answer["atlases"])
 
-    def atlas(self, network: str, layer: int, channel: int, *, format: str | None = None) -> Any:
+    def atlas(
+        self,
+        network: str,
+        layer: int,
+        channel: int,
+        *,
+        format: str | None = None,
+        top: int | None = None,
+    ) -> Any:
         """One feature map's strongest activations across the atlas's data set (Zeiler &
         Fergus's Figure 2). ``png`` -> the 9 projections beside the 9 patches; ``json`` -> a
         dict whose ``entries`` (strongest first) carry ``index``, ``y``, ``x``, ``value``,
-        ``box`` and the images ``projection``, ``patch`` and ``image``.
+        ``box`` and the images ``projection``, ``patch`` and ``image``. ``top``: only the
+        strongest few entries.
         """
         url = f"/atlas/{quote(str(network), safe='')}/{int(layer)}/{int(channel)}"
-        return self._call({"method": "GET", "url": url, "params": _given(format=format)})
+        return self._call({"method": "GET", "url": url, "params": _given(format=format, top=top)})
 
     def health(self) -> Any:
         """Liveness (``/healthz``)."""

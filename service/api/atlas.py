@@ -79,6 +79,9 @@ async def atlas_map(
     layer: Annotated[int, PathParam(ge=1, le=10_000)],
     channel: Annotated[int, PathParam(ge=0, le=1_000_000)],
     format: Annotated[Literal["png", "json"], Query()] = "png",
+    top: Annotated[
+        int | None, Query(ge=1, le=1000, description="Only the strongest `top` entries")
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Figure 2 of Zeiler & Fergus for one feature map: its strongest activations across the
@@ -87,7 +90,8 @@ async def atlas_map(
     if not engine.ready:
         raise not_ready("the models are")
     served, entries = await engine.atlas(network, layer, channel)
-    etag = f'"{served.version}-{layer}-{channel}-{format}"'
+    entries = entries[:top]
+    etag = f'"{served.version}-{layer}-{channel}-{format}-{len(entries)}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=headers)

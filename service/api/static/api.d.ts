@@ -180,7 +180,7 @@ export declare class UnconvApi {
   /** The feature atlases, with `served` and, when not, the `reason`. */
   atlases(signal?: AbortSignal): Promise<AtlasInfo[]>;
   /** One feature map's Figure 2: JSON unless `format` says "png" (then a Blob). */
-  atlas<O extends { format?: "png" | "json" }>(
+  atlas<O extends { format?: "png" | "json"; top?: number | null }>(
     network: string,
     layer: number,
     channel: number,

@@ -93,8 +93,9 @@ export class UnconvApi {
    * Figure 2). JSON: { entries: [{ index, y, x, value, box, projection_png, patch_png,
    * image_png }], dataset, weights_sha256, layer_name, ... }; with "png": a Blob.
    */
-  atlas(network, layer, channel, { format = "json" } = {}, signal) {
-    const path = `atlas/${encodeURIComponent(network)}/${layer}/${channel}?format=${format}`;
+  atlas(network, layer, channel, { format = "json", top = null } = {}, signal) {
+    const query = `?format=${format}${top ? `&top=${top}` : ""}`;
+    const path = `atlas/${encodeURIComponent(network)}/${layer}/${channel}${query}`;
     return this.request(path, { signal, format });
   }
 

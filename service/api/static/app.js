@@ -1,7 +1,8 @@
 // The page: tabs, the list of models, the API's contract (/openapi.json, for the bounds and
-// choices it states), and the three panels, which share one `page` object.
+// choices it states), and the four panels, which share one `page` object.
 
 import { UnconvApi } from "./api.js";
+import { FeaturesPanel } from "./features.js";
 import { GeneratePanel } from "./generate.js";
 import { ReconstructPanel } from "./reconstruct.js";
 import { $, Messages, PanelRequest } from "./ui.js";
@@ -11,6 +12,7 @@ const PANELS = {
   visualise: VisualisePanel,
   reconstruct: ReconstructPanel,
   generate: GeneratePanel,
+  features: FeaturesPanel,
 };
 
 function main() {
@@ -39,6 +41,14 @@ function main() {
       show(tabs[Math.max(0, Math.min(tabs.length - 1, index))], true);
     });
   }
+  // another panel's way into one: `open("visualise", image, params)` (Features does)
+  page.open = (name, ...args) => {
+    page.panels[name].open(...args); // before showing it, so that it starts from the image
+    show(
+      tabs.find((tab) => tab.id === `tab-${name}`),
+      true,
+    );
+  };
   for (const [name, Panel] of Object.entries(PANELS)) page.panels[name] = new Panel(page);
   const models = new PanelRequest(page.messages, { source: "models", target: $("#main") });
   const loadModels = () =>

@@ -274,3 +274,9 @@ export const SCENE_SAMPLE = {
   src: "static/samples/scene.jpg",
   label: "Drawn scene: a house and a tree",
 };
+
+/** "3: MaxPool2d(kernel_size=2, ...)" -> "3: MaxPool2d"; a convolution keeps its channels. */
+export function shortName(name) {
+  const conv = name.match(/^(\d+: \w+)\((\d+), (\d+)/);
+  return conv ? `${conv[1]} ${conv[2]}→${conv[3]}` : name.replace(/\(.*$/s, "");
+}

@@ -12,6 +12,7 @@ import {
   SCENE_SAMPLE,
   sampleButtons,
   schemaValue,
+  shortName,
 } from "./ui.js";
 
 const KINDS = { classifier: "trained here on MNIST", network: "ImageNet" };
@@ -22,12 +23,6 @@ const METHODS = {
   saliency: "Saliency (gradient)",
 };
 const methodName = (method) => METHODS[method] ?? method;
-
-/** "3: MaxPool2d(kernel_size=2, ...)" -> "3: MaxPool2d"; a convolution keeps its channels. */
-function shortName(name) {
-  const conv = name.match(/^(\d+: \w+)\((\d+), (\d+)/);
-  return conv ? `${conv[1]} ${conv[2]}→${conv[3]}` : name.replace(/\(.*$/s, "");
-}
 
 export class VisualisePanel {
   constructor(page) {
@@ -127,6 +122,18 @@ export class VisualisePanel {
       .then((blob) => this.useImage(blob));
   }
 
+  /** Study `image` at one feature map: the atlas's way in (its entries' items). */
+  open(image, { network, layer, channel }) {
+    this.started = true; // no sample in place of the image
+    this.select.value = network;
+    this.#networkChanged(false);
+    this.layer.value = String(layer);
+    this.channel.value = String(channel);
+    this.k.value = "1";
+    $("#vis-k-out").value = "1";
+    this.useImage(image);
+  }
+
   useImage(file) {
     this.image = file;
     const img = $("#vis-input");
@@ -174,11 +181,11 @@ export class VisualisePanel {
     return this.networks.find((m) => m.name === this.select.value && m.available) ?? null;
   }
 
-  #networkChanged() {
+  #networkChanged(update = true) {
     this.#fillLayers(false);
     $("#vis-input-frame").dataset.fit = this.#network()?.kind === "network" ? "cover" : "fill";
     this.stripKey = null;
-    this.update();
+    if (update) this.update();
   }
 
   #fillLayers(keep) {

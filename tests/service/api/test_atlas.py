@@ -92,6 +92,9 @@ async def test_the_png_is_figure_2_with_an_etag(make_client, atlas_dir):
     assert again.status_code == 304 and again.content == b""
     other = await client.get("/atlas/cnn/6/0", params={"format": "json"})
     assert other.headers["etag"] != r.headers["etag"]
+    first = await client.get("/atlas/cnn/6/0", params={"format": "json", "top": 1})
+    assert first.json()["entries"] == other.json()["entries"][:1]
+    assert first.headers["etag"] != other.headers["etag"]
 
 
 @pytest.mark.parametrize(
