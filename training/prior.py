@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from service.models import VariationalAutoEncoder
+from service.models import MNIST_NORMALISATION, VariationalAutoEncoder
+from service.models.prior import LabelPrior
+
+from .data import load_mnist_5k, to_pixels
 
 
 @torch.no_grad()
@@ -36,3 +39,15 @@ def fit_prior(
     log_var = torch.cat([v for _, v in parts])
     model.prior.fit(mean, log_var, labels)
     model.train(was_training)
+
+
+def refit_prior(model: VariationalAutoEncoder, components: int) -> None:
+    """
+    Replace ``model.prior`` by one with ``components`` Gaussians per label, fitted to the
+    training split of ``mnist-5k`` as training fits it (on the CPU); its temperature stays.
+    """
+    old = model.prior
+    model.prior = LabelPrior(old.labels, old.means.shape[1], components, old.temperature)
+    splits = load_mnist_5k()
+    inputs = MNIST_NORMALISATION.normalise(to_pixels(splits.train_images))
+    fit_prior(model, inputs, splits.train_labels, torch.device("cpu"))

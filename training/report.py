@@ -59,6 +59,7 @@ def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0)
 # the table fits a 100-column terminal: short labels under a row that names their group
 _SHORT = {
     "seconds": "s",
+    "cpu_seconds": "cpu",
     "reconstruction": "rec",
     "regularisation": "reg",
     "neg_elbo": "-elbo",
@@ -74,8 +75,8 @@ def summary_table(history: list[dict], header: bool = True) -> str:
 
     Parameters
     ----------
-    history : one dict per epoch, the same keys in each (``epoch``, ``seconds``, ``train_*``,
-        ``test_*``, ``test_*_fitted``)
+    history : one dict per epoch, the same keys in each (``epoch``, ``seconds``, ``cpu_seconds``,
+        ``train_*``, ``test_*``, ``test_*_fitted``)
     header : start with the two header rows (the column groups, then the metrics); without them
         the rows line up under a header printed before
     """

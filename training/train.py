@@ -331,8 +331,10 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
     return beta * min(1.0, epoch / warmup_epochs) if warmup_epochs else beta
 
 
-def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], float]:
-    """One epoch over this process's batches; its mean losses and how long it took."""
+def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], tuple[float, float]]:
+    """One epoch over this process's batches; its mean losses and how long it took: wall and
+    CPU seconds (this process's threads together: on a shared machine, the cost that the wall
+    time hides)."""
     if isinstance(run.criterion, RegularisedLoss):
         run.criterion.weight = kl_weight(run.recipe.beta, run.options.kl_warmup, epoch)
     if run.sampler is not None:
@@ -345,7 +347,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], float]:
         leave=False,
         disable=not run.options.progress or run.world.rank != 0,
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     losses = train_one_epoch(
         run.train_model,
         bar,
@@ -355,10 +357,10 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], float]:
         run.scheduler,
         run.options.max_batches,
     )
-    return losses, time.perf_counter() - started
+    return losses, (time.perf_counter() - started, time.process_time() - cpu_started)
 
 
-def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: float) -> None:
+def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: tuple[float, float]) -> None:
     """Evaluate on the held-out split, add the epoch to the history, write checkpoint and state."""
     recipe, options = run.recipe, run.options
     if recipe.kind == "vae" and epoch == recipe.epochs:
@@ -374,7 +376,7 @@ def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: float) -> N
         seed=options.seed,
     )
     run.history.append(
-        {"epoch": epoch, "seconds": round(seconds, 3)}
+        {"epoch": epoch, "seconds": round(seconds[0], 3), "cpu_seconds": round(seconds[1], 3)}
         | {f"train_{k}": v for k, v in losses.items()}
         | {f"test_{k}": v for k, v in metrics.items()}
     )

@@ -33,13 +33,12 @@ from pathlib import Path
 import torch
 
 from service.models import MNIST_NORMALISATION, load_checkpoint
-from service.models.prior import LabelPrior
-from training.data import load_mnist_5k, to_pixels
-from training.prior import fit_prior
+from training.prior import refit_prior
 from training.recipes import RECIPES
 
 from .generation import temperature_rows
 from .judge import fidelity, load_or_train_judge, real_pairs
+from .panel import render as render_panel
 
 # the options of ``python -m training`` by the checkpoint metadata's key that records each
 OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "beta": "--beta"}
@@ -96,16 +95,6 @@ def reconstructions(model, training: torch.Tensor) -> torch.Tensor:
     return model.decode(mean)
 
 
-def refit(model, components: int) -> None:
-    """Replace ``model.prior`` by one with ``components`` per label, fitted to the training
-    split (its temperature is the one sampled by each row, not this one's)."""
-    old = model.prior
-    model.prior = LabelPrior(old.labels, old.means.shape[1], components, old.temperature)
-    splits = load_mnist_5k()
-    inputs = MNIST_NORMALISATION.normalise(to_pixels(splits.train_images))
-    fit_prior(model, inputs, splits.train_labels, torch.device("cpu"))
-
-
 def study(path: Path, judge, components, temperatures) -> dict:
     """The figures of one checkpoint (see the module docstring)."""
     checkpoint = load_checkpoint(path)
@@ -114,7 +103,7 @@ def study(path: Path, judge, components, temperatures) -> dict:
     metadata = checkpoint.metadata
     rows = []
     for c in components:
-        refit(model, c)
+        refit_prior(model, c)
         rows += [
             {"components": c} | row for row in temperature_rows(checkpoint, judge, temperatures)
         ]
@@ -179,13 +168,33 @@ def _bound_table(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def render(results: dict) -> str:
-    """docs/variety.md from docs/variety.json's figures."""
+def _panel_section(panel: dict) -> list[str]:
+    """Every judge's figures of the served default and the recipes (docs/judges.json)."""
+    return [
+        "## Every judge (issue 37)\n",
+        "The figures are in [judges.json](judges.json) (`python -m bench.studies.panel`, "
+        "bench/studies/judges.py has the judges); command: "
+        f"`{panel['command']}`, run on {panel['date']}; {panel['machine']}. Each judge's "
+        "precision, recall (k = 3) and FID are in its own penultimate features, of 1,000 "
+        "samples drawn as /generate draws them against the 1,000 held-out digits; FID also as "
+        "a multiple of that judge's real-vs-real FID (1,000 training digits against the "
+        "held-out ones); lowest agreement: of 200 samples per digit asked for with `label`. "
+        "Goals, in every judge: precision >= 0.85, recall >= 0.75, FID <= 1.6x real, lowest "
+        "agreement >= 95%; the project judge's score >= 8.5 with >= 80% at p > 0.9; held-out "
+        "negative ELBO <= 105 nats.\n",
+        render_panel(panel),
+    ]
+
+
+def render(results: dict, panel: dict | None = None) -> str:
+    """docs/variety.md from docs/variety.json's figures (and docs/judges.json's, if given)."""
     real = results["real"]
     parts = [
-        "# Variety of the VAE's samples (issue 26)\n",
-        f"The figures are in [variety.json](variety.json); this page is rendered from them. "
-        f"{results['machine']}\n",
+        "# Variety of the VAE's samples (issues 26 and 37)\n",
+        f"The figures are in [variety.json](variety.json) and [judges.json](judges.json); this "
+        f"page is rendered from them. {results['machine']}\n",
+        *(_panel_section(panel) if panel else []),
+        "## The project's judge alone (issue 26)\n",
         "Judge and measures as in [training.md](training.md#generation): precision and recall "
         "(k = 3) and FID in the judge's hidden features, 1,000 images against the 1,000 "
         "held-out digits; score, p > 0.9 and agreement of 2,000 samples and of 200 per digit "
@@ -217,14 +226,26 @@ def render(results: dict) -> str:
     return "\n".join(parts)
 
 
+def rerender(docs: Path) -> None:
+    """Write ``docs/variety.md`` again from ``docs/variety.json`` and ``docs/judges.json``."""
+    panel_path = docs / "judges.json"
+    panel = json.loads(panel_path.read_text()) if panel_path.is_file() else None
+    results = json.loads((docs / "variety.json").read_text())
+    (docs / "variety.md").write_text(render(results, panel))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vae", type=Path, action="append", required=True)
+    parser.add_argument("--render", action="store_true", help="only re-render docs/variety.md")
+    parser.add_argument("--vae", type=Path, action="append", default=[])
     parser.add_argument("--components", type=_csv(int), default=(10, 60, 100))
     parser.add_argument("--temperatures", type=_csv(float), default=(0.5, 0.7, 0.85, 1.0))
     parser.add_argument("--bound", type=Path, action="append", default=[])
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     args = parser.parse_args()
+    if args.render or not args.vae:
+        rerender(args.docs)
+        return
     judge = load_or_train_judge()
     held_out, training = real_pairs()
     command = "python -m bench.studies.variety " + " ".join(
@@ -247,8 +268,7 @@ def main() -> None:
     }
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "variety.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.docs / "variety.md").write_text(render(results))
-    print(render(results))
+    rerender(args.docs)
 
 
 if __name__ == "__main__":

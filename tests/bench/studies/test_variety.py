@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_the_committed_report_is_rendered_from_its_json():
     results = json.loads((ROOT / "docs" / "variety.json").read_text())
-    assert render(results) == (ROOT / "docs" / "variety.md").read_text()
+    panel = json.loads((ROOT / "docs" / "judges.json").read_text())
+    assert render(results, panel) == (ROOT / "docs" / "variety.md").read_text()
 
 
 def test_a_prior_row_shows_its_figures_rounded():

@@ -1,0 +1,195 @@
+"""Every judge's verdict on VAE samples: the panel of bench/studies/judges.py against the goals.
+
+For every checkpoint given (``--vae NAME=PATH``; the seeds of one recipe share a NAME) and every
+prior asked for (``--components`` Gaussians per digit, refitted as training fits them, and
+``--temperatures``; by default the checkpoint's own prior at its own temperature, which is what
+/generate serves), each judge scores, against the 1,000 held-out digits:
+
+- 1,000 samples drawn from the prior with a generator seeded with 0, as /generate draws them:
+  precision and recall (k = 3) and FID in the judge's penultimate features, FID relative to
+  the real-vs-real FID (1,000 training digits against the held-out ones) in the same features,
+  the classifier score and the share judged with p > 0.9;
+- 200 samples of every digit asked for with ``label``: the share the judge assigns to that digit
+  (``agreement_min``: the lowest digit's).
+
+A row meets the goals (``GOALS``) when every judge's precision, recall, FID ratio and lowest
+agreement meet them, the project judge's score and confident share meet the recognisability
+goals of docs/training.md, and the checkpoint's held-out negative ELBO (N(0, I) prior) is at most
+``NEG_ELBO``. Writes ``--out`` (JSON) and prints the table as Markdown.
+
+Usage: ``python -m bench.studies.panel --vae NAME=CHECKPOINT [--vae ...] [--components 80,100]
+[--temperatures 0.85,1] [--out docs/judges.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from service.models import load_checkpoint
+from training.prior import refit_prior
+
+from .generation import GOALS as RECOGNISABLE
+from .judge import fidelity, prior_samples, real_pairs, verdict
+from .judges import JUDGES, held_out_accuracy, load_or_train
+
+SAMPLES, PER_LABEL, SEED = 1000, 200, 0
+GOALS = {"precision": 0.85, "recall": 0.75, "fid_ratio": 1.6, "agreement_min": 0.95}
+NEG_ELBO = 105.0
+
+
+def real_figures(judges: dict) -> dict:
+    """Per judge: 1,000 real training digits against the held-out ones, and its accuracy."""
+    held_out, training = real_pairs()
+    return {
+        name: fidelity(judge, training, held_out) | {"accuracy": held_out_accuracy(judge)}
+        for name, judge in judges.items()
+    }
+
+
+def judged(model, judges: dict, real: dict, temperature: float) -> dict:
+    """Every judge's figures (module docstring) of ``model``'s prior at ``temperature``."""
+    held_out, _ = real_pairs()
+    images = prior_samples(model, SAMPLES, SEED, temperature=temperature)
+    labels = torch.arange(model.prior.labels).repeat_interleave(PER_LABEL)
+    asked = prior_samples(model, len(labels), SEED, labels=labels, temperature=temperature)
+    figures = {}
+    for name, judge in judges.items():
+        seen = fidelity(judge, images, held_out) | verdict(judge, images)
+        agreement = verdict(judge, asked, labels)
+        figures[name] = {
+            k: seen[k] for k in ("precision", "recall", "fid", "score", "confident")
+        } | {
+            "fid_ratio": seen["fid"] / real[name]["fid"],
+            "agreement": agreement["agreement"],
+            "agreement_min": agreement["agreement_min"],
+        }
+    return figures
+
+
+def meets(figures: dict, neg_elbo: float) -> bool:
+    """Whether one row meets every goal in every judge (module docstring)."""
+    ok = neg_elbo <= NEG_ELBO
+    for v in figures.values():
+        ok &= v["precision"] >= GOALS["precision"] and v["recall"] >= GOALS["recall"]
+        ok &= v["fid_ratio"] <= GOALS["fid_ratio"] and v["agreement_min"] >= GOALS["agreement_min"]
+    project = figures["project"]
+    return bool(ok and all(project[k] >= RECOGNISABLE[k] for k in ("score", "confident")))
+
+
+def study(name: str, path: Path, judges: dict, real: dict, components, temperatures) -> list:
+    """One row per prior setting of one checkpoint."""
+    checkpoint = load_checkpoint(path)
+    model, metadata = checkpoint.model.eval(), checkpoint.metadata
+    history = metadata["history"]
+    common = {
+        "recipe": name,
+        "checkpoint": str(path),
+        "seed": metadata["seed"],
+        "epochs": metadata["epochs"],
+        "beta": metadata["beta"],
+        "train_seconds": sum(row["seconds"] for row in history),
+        "train_cpu_seconds": sum(row.get("cpu_seconds", 0.0) for row in history),
+        "neg_elbo": metadata["metrics"]["neg_elbo"],
+    }
+    served = checkpoint.config.prior_components, checkpoint.config.prior_temperature
+    rows = []
+    for c in components or (served[0],):
+        if components:  # refitted even at the served size: the loop may have changed it
+            refit_prior(model, c)
+        for t in temperatures or (served[1],):
+            figures = judged(model, judges, real, t)
+            rows.append(
+                common
+                | {"components": c, "temperature": t, "served": (c, t) == served}
+                | {"judges": figures, "meets_goals": meets(figures, common["neg_elbo"])}
+            )
+    return rows
+
+
+def _cell(v: dict) -> str:
+    return (
+        f"{v['precision']:.2f} / {v['recall']:.2f} / {v['fid']:.1f} ({v['fid_ratio']:.2f}x) "
+        f"/ {100 * v['agreement_min']:.1f}%"
+    )
+
+
+def render(results: dict) -> str:
+    """The real baselines and every row as Markdown tables."""
+    judges = list(results["real"])
+    lines = [
+        "| judge | held-out accuracy | real: precision | recall | FID |",
+        "|---|---|---|---|---|",
+    ]
+    for name, v in results["real"].items():
+        lines.append(
+            f"| {name} | {100 * v['accuracy']:.1f}% | {v['precision']:.2f} | {v['recall']:.2f} "
+            f"| {v['fid']:.1f} |"
+        )
+    lines += [
+        "",
+        "| recipe | seed | neg. ELBO | per digit, temperature | "
+        + " | ".join(f"{j}: precision / recall / FID (x real) / lowest agreement" for j in judges)
+        + " | score | all goals |",
+        "|---|---|---|---|" + "---|" * len(judges) + "---|---|",
+    ]
+    for r in results["rows"]:
+        cells = " | ".join(_cell(r["judges"][j]) for j in judges)
+        lines.append(
+            f"| {r['recipe']} | {r['seed']} | {r['neg_elbo']:.1f} | {r['components']}, "
+            f"{r['temperature']:g}{' (served)' if r['served'] else ''} | {cells} "
+            f"| {r['judges']['project']['score']:.2f} | {'yes' if r['meets_goals'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _named(text: str) -> tuple[str, Path]:
+    name, _, path = text.partition("=")
+    return name, Path(path)
+
+
+def _csv(kind):
+    return lambda text: tuple(kind(part) for part in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vae", type=_named, action="append", required=True)
+    parser.add_argument("--components", type=_csv(int), default=())
+    parser.add_argument("--temperatures", type=_csv(float), default=())
+    parser.add_argument("--out", type=Path, default=Path("docs/judges.json"))
+    args = parser.parse_args(argv)
+    judges = {name: load_or_train(name) for name in JUDGES}
+    real = real_figures(judges)
+    rows = []
+    for name, path in args.vae:
+        rows += study(name, path, judges, real, args.components, args.temperatures)
+    results = {
+        "command": "python -m bench.studies.panel "
+        + " ".join(f"--vae {n}={p}" for n, p in args.vae)
+        + (f" --components {','.join(map(str, args.components))}" if args.components else "")
+        + (
+            f" --temperatures {','.join(f'{t:g}' for t in args.temperatures)}"
+            if args.temperatures
+            else ""
+        ),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared (load average "
+        f"{os.getloadavg()[0]:.1f} as it started), torch {torch.__version__}",
+        "goals": GOALS | {"neg_elbo": NEG_ELBO},
+        "real": real,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
