@@ -59,7 +59,6 @@ def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0)
 # the table fits a 100-column terminal: short labels under a row that names their group
 _SHORT = {
     "seconds": "s",
-    "cpu_seconds": "cpu",
     "reconstruction": "rec",
     "regularisation": "reg",
     "neg_elbo": "-elbo",
@@ -80,7 +79,7 @@ def summary_table(history: list[dict], header: bool = True) -> str:
     header : start with the two header rows (the column groups, then the metrics); without them
         the rows line up under a header printed before
     """
-    names = list(history[0])
+    names = [n for n in history[0] if n != "cpu_seconds"]  # in the checkpoint, not the table
     widths = [max(_CELL, len(_label(n))) for n in names]
     lines = [_groups(names, widths), _row(map(_label, names), widths)] if header else []
     for epoch in history:

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ from .judge import load_or_train_judge
 GENERATION = "## Generation"
 SAMPLES_PNG = Path("docs/images/vae-samples-by-prior.png")
 
-GOALS = {"vae": "<= 110 nats", "ae": "<= 0.0020", "cnn": ">= 97.5%"}
+GOALS = {"vae": "<= 105 nats", "ae": "<= 0.0020", "cnn": ">= 97.5%"}
 # the rows of bench.studies.generation.generation_rows, in order, as docs/training.json names them
 GENERATION_ROLES = ("real", "standard_normal", "fitted_prior", "with_label")
 
@@ -84,20 +85,30 @@ def reference_vae(epochs: int, seed: int = 1806) -> tuple[float, float]:
         return (rec.flatten(1).sum(1) + kl).mean().item(), seconds
 
 
-def defaults(out: Path) -> tuple[dict[str, dict], float]:
+def defaults(out: Path) -> tuple[dict[str, dict], dict]:
     """Run ``python -m training defaults`` as a user does; each model's final history row (held-out
-    metrics as ``test_*``, ``epoch``, training ``seconds`` summed) and the command's wall time."""
-    started = time.perf_counter()
+    metrics as ``test_*``, ``epoch``, training ``seconds`` and ``cpu_seconds`` summed) and the
+    command's cost: wall seconds, CPU seconds of its process and threads (on a shared machine
+    the wall time counts the others' work too) and the load average as it started."""
+    load, started = os.getloadavg()[0], time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(
         [sys.executable, "-m", "training", "defaults", "--out", str(out), "--no-progress"],
         check=True,
     )
-    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cost = {
+        "wall": time.perf_counter() - started,
+        "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+        "load": load,
+    }
     results = {}
     for model in DEFAULT_MODELS:
         history = load_checkpoint(out / model).metadata["history"]
-        results[model] = history[-1] | {"seconds": sum(row["seconds"] for row in history)}
-    return results, wall
+        results[model] = history[-1] | {
+            key: sum(row.get(key, 0.0) for row in history) for key in ("seconds", "cpu_seconds")
+        }
+    return results, cost
 
 
 def generation_section(checkpoint_path: Path, note: str = "") -> tuple[str, dict]:
@@ -189,7 +200,7 @@ def _train_and_measure(epochs: int) -> tuple[dict, str]:
     and the generation section."""
     ref_elbo, ref_seconds = reference_vae(epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        ours, wall = defaults(Path(tmp))
+        ours, cost = defaults(Path(tmp))
         generation, verdicts = generation_section(Path(tmp) / "vae")
     vae, ae, cnn = ours["vae"], ours["ae"], ours["cnn"]
     machine = (
@@ -206,6 +217,7 @@ def _train_and_measure(epochs: int) -> tuple[dict, str]:
             "neg_elbo_fitted": vae.get("test_neg_elbo_fitted"),
             "epochs": vae["epoch"],
             "seconds": vae["seconds"],
+            "cpu_seconds": vae["cpu_seconds"],
         },
         "ae": {"mse": ae["test_mse"], "epochs": ae["epoch"], "seconds": ae["seconds"]},
         "cnn": {
@@ -213,7 +225,9 @@ def _train_and_measure(epochs: int) -> tuple[dict, str]:
             "epochs": cnn["epoch"],
             "seconds": cnn["seconds"],
         },
-        "defaults_wall_seconds": wall,
+        "defaults_wall_seconds": cost["wall"],
+        "defaults_cpu_seconds": cost["cpu"],
+        "defaults_load_average": cost["load"],
         "generation": verdicts,
     }
     return results, generation
@@ -241,10 +255,16 @@ def results_table(results: dict) -> str:
     table += [
         f"| {m} | {k} | {v} | {r['epochs']} | {r['seconds']:.0f} | {g} |" for m, k, v, r, g in rows
     ]
+    cost = (
+        f" ({results['defaults_cpu_seconds']:.0f} CPU seconds, its threads together; load "
+        f"average {results['defaults_load_average']:.1f} on the machine as it started)"
+        if "defaults_cpu_seconds" in results
+        else ""
+    )
     return "\n".join(table) + (
         f"\n\n`python -m training defaults` (ae, vae and cnn, with evaluation after every "
         f"epoch, checkpoints and pictures) took **{results['defaults_wall_seconds']:.0f} s** of "
-        "wall time; goal: <= 180 s."
+        f"wall time{cost}; goal: <= 300 s on two idle cores."
     )
 
 

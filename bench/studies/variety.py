@@ -168,32 +168,37 @@ def _bound_table(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def _panel_section(panel: dict) -> list[str]:
-    """Every judge's figures of the served default and the recipes (docs/judges.json)."""
-    return [
+def _panel_section(panels: list[dict]) -> list[str]:
+    """Every judge's figures of the served default and the recipes (docs/judges*.json)."""
+    parts = [
         "## Every judge (issue 37)\n",
-        "The figures are in [judges.json](judges.json) (`python -m bench.studies.panel`, "
-        "bench/studies/judges.py has the judges); command: "
-        f"`{panel['command']}`, run on {panel['date']}; {panel['machine']}. Each judge's "
-        "precision, recall (k = 3) and FID are in its own penultimate features, of 1,000 "
-        "samples drawn as /generate draws them against the 1,000 held-out digits; FID also as "
-        "a multiple of that judge's real-vs-real FID (1,000 training digits against the "
-        "held-out ones); lowest agreement: of 200 samples per digit asked for with `label`. "
-        "Goals, in every judge: precision >= 0.85, recall >= 0.75, FID <= 1.6x real, lowest "
-        "agreement >= 95%; the project judge's score >= 8.5 with >= 80% at p > 0.9; held-out "
-        "negative ELBO <= 105 nats.\n",
-        render_panel(panel),
+        "Figures from `python -m bench.studies.panel` (bench/studies/judges.py has the "
+        "judges). Each judge's precision, recall (k = 3) and FID are in its own penultimate "
+        "features, of 1,000 samples drawn as /generate draws them against the 1,000 held-out "
+        "digits; FID also as a multiple of that judge's real-vs-real FID (1,000 training digits "
+        "against the held-out ones); lowest agreement: of 200 samples per digit asked for with "
+        "`label`; score: the project judge's classifier score. Goals, in every judge: precision "
+        ">= 0.85, recall >= 0.75, FID <= 1.6x real, lowest agreement >= 95%; the project "
+        "judge's score >= 8.5 with >= 80% at p > 0.9; held-out negative ELBO <= 105 nats.\n",
     ]
+    for panel in panels:
+        parts += [
+            f"[{panel['file']}]({panel['file']}): `{panel['command']}`, run on {panel['date']}; "
+            f"{panel['machine']}.\n",
+            render_panel(panel),
+        ]
+    return parts
 
 
-def render(results: dict, panel: dict | None = None) -> str:
-    """docs/variety.md from docs/variety.json's figures (and docs/judges.json's, if given)."""
+def render(results: dict, panels: list[dict] | None = None) -> str:
+    """docs/variety.md from docs/variety.json's figures (and the panels' of docs/judges*.json,
+    each with its ``file`` name)."""
     real = results["real"]
     parts = [
         "# Variety of the VAE's samples (issues 26 and 37)\n",
-        f"The figures are in [variety.json](variety.json) and [judges.json](judges.json); this "
+        "The figures are in [variety.json](variety.json) and the JSON files named below; this "
         f"page is rendered from them. {results['machine']}\n",
-        *(_panel_section(panel) if panel else []),
+        *(_panel_section(panels) if panels else []),
         "## The project's judge alone (issue 26)\n",
         "Judge and measures as in [training.md](training.md#generation): precision and recall "
         "(k = 3) and FID in the judge's hidden features, 1,000 images against the 1,000 "
@@ -227,11 +232,19 @@ def render(results: dict, panel: dict | None = None) -> str:
 
 
 def rerender(docs: Path) -> None:
-    """Write ``docs/variety.md`` again from ``docs/variety.json`` and ``docs/judges.json``."""
-    panel_path = docs / "judges.json"
-    panel = json.loads(panel_path.read_text()) if panel_path.is_file() else None
+    """Write ``docs/variety.md`` again from ``docs/variety.json`` and ``docs/judges*.json``."""
     results = json.loads((docs / "variety.json").read_text())
-    (docs / "variety.md").write_text(render(results, panel))
+    (docs / "variety.md").write_text(render(results, panels(docs)))
+
+
+def panels(docs: Path) -> list[dict]:
+    """The panel studies of ``docs/judges*.json``, in name order, each with its ``file``."""
+    return [
+        json.loads(path.read_text()) | {"file": path.name}
+        for path in sorted(
+            docs.glob("judges*.json"), key=lambda p: (p.name != "judges.json", p.name)
+        )
+    ]
 
 
 def main() -> None:

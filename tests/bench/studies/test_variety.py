@@ -6,15 +6,14 @@ import dataclasses
 import json
 from pathlib import Path
 
-from bench.studies.variety import render, training_command
+from bench.studies.variety import panels, render, training_command
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_committed_report_is_rendered_from_its_json():
     results = json.loads((ROOT / "docs" / "variety.json").read_text())
-    panel = json.loads((ROOT / "docs" / "judges.json").read_text())
-    assert render(results, panel) == (ROOT / "docs" / "variety.md").read_text()
+    assert render(results, panels(ROOT / "docs")) == (ROOT / "docs" / "variety.md").read_text()
 
 
 def test_a_prior_row_shows_its_figures_rounded():
@@ -42,19 +41,19 @@ def test_runs_judged_only_by_their_bound_make_a_table_of_their_own():
 def test_a_run_is_named_by_its_recipe_and_the_options_it_changes():
     from training.recipes import RECIPES
 
-    vae = RECIPES["vae"]
+    vae = RECIPES["conv-vae"]  # a recipe with ConvVAEConfig's res_blocks, adam, 10 epochs
     config = dataclasses.asdict(vae.config) | {"res_blocks": 2}
     optimiser = {"name": "adamw", "lr": 0.001, "schedule": "onecycle", "weight_decay": 0.1}
     metadata = {"description": vae.description, "epochs": 30, "beta": 0.8, "kl_warmup": 0}
     metadata |= {"optimiser": optimiser, "batch_size": 32}
     assert training_command(metadata, config) == {
-        "command": "python -m training vae --epochs 30 --beta 0.8 --optimiser adamw --lr 0.001 "
-        "--weight-decay 0.1",
+        "command": "python -m training conv-vae --epochs 30 --beta 0.8 --optimiser adamw "
+        "--lr 0.001 --weight-decay 0.1",
         "config": ["res_blocks=2"],
     }
     plain = {"description": vae.description, "epochs": 10, "beta": 1.0}
     assert training_command(plain, dataclasses.asdict(vae.config))["command"] == (
-        "python -m training vae"
+        "python -m training conv-vae"
     )
     assert "no longer" in training_command({"description": "gone"}, {})["command"]
 
