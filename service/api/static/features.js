@@ -189,6 +189,6 @@ export class FeaturesPanel {
 
 function describe(dataset) {
   if (!dataset) return "no data";
-  const split = dataset.split ? ` ${dataset.split}` : "";
-  return `${dataset.count} ${dataset.name}${split} items`;
+  if (!dataset.split) return `${dataset.count} images of ${dataset.name}`; // a folder
+  return `${dataset.count} ${dataset.name} ${dataset.split} items`;
 }

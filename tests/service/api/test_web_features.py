@@ -4,10 +4,13 @@ image opened in Visualise at that layer and map, and a phone screen in dark mode
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from tests.browser import axe_violations, running_service
-from tests.servers import served_checkpoints
+from devkit.fake_weights import write_alexnet_weights
+from tests.browser import axe_violations
+from tests.servers import running_service, served_checkpoints
 from tests.service.api.test_web_page import DATA_PNG, KEY, browser, visit  # noqa: F401
 from training.__main__ import main
 
@@ -16,18 +19,28 @@ LAYERS = (1, 3, 4)
 
 
 @pytest.fixture(scope="module")
-def service(checkpoint_dir, tmp_path_factory):
+def service(checkpoint_dir, hub_dir, tmp_path_factory):
+    """The service (trusting conftest's random AlexNet weights) with two atlases: the cnn's over
+    the held-out digits, and AlexNet's over a folder of three small images."""
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path_factory.mktemp("checkpoints"))
-    argv = ["atlas", "--network", "cnn", "--checkpoints", str(checkpoints), "--no-progress"]
-    assert main([*argv, "--layers", ",".join(map(str, LAYERS))]) == 0
+    argv = ["atlas", "--checkpoints", str(checkpoints), "--no-progress"]
+    assert main([*argv, "--network", "cnn", "--layers", ",".join(map(str, LAYERS))]) == 0
+    folder = tmp_path_factory.mktemp("images")
+    for i, size in enumerate([(40, 30), (20, 50), (64, 64)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (*size, 3), np.uint8)).save(
+            folder / f"{i}.png"
+        )
+    weights = write_alexnet_weights(hub_dir)
+    alexnet = ["--network", "alexnet", "--data", str(folder), "--weights", str(weights)]
+    assert main([*argv, *alexnet, "--layers", "1,3"]) == 0
     env = {
-        "UNCONV_CHECKPOINT_DIR": str(checkpoints),
-        "UNCONV_NETWORKS": "none",
+        "UNCONV_NETWORKS": "alexnet",
+        "TORCH_HOME": str(hub_dir),
         "UNCONV_API_KEY": KEY,
         "UNCONV_LOG_LEVEL": "warning",
     }
     log = tmp_path_factory.mktemp("service") / "service.log"
-    with running_service(env, log) as url:
+    with running_service(checkpoints, log, module="devkit.fake_weights", **env) as (_, url):
         yield url
 
 
@@ -37,7 +50,7 @@ def test_features_grid_a_map_and_its_item_in_visualise(visit):  # noqa: F811
     v = visit()
     page = v.page
     page.get_by_role("tab", name="Features").click()
-    expect(page.locator("#feat-network")).to_have_value("cnn")
+    page.locator("#feat-network").select_option("cnn")
     expect(page.locator("#feat-layer")).to_have_value("3")  # the middle one: 4 maps
     cells = page.locator("#feat-grid button")
     expect(cells).to_have_count(4)
@@ -71,10 +84,29 @@ def test_features_on_a_phone_in_dark_mode(visit):  # noqa: F811
     v = visit(width=390, scheme="dark")
     page = v.page
     page.get_by_role("tab", name="Features").click()
+    page.locator("#feat-network").select_option("cnn")
     page.locator("#feat-grid button").first.click()
     expect(page.locator("#feat-entries li")).to_have_count(9)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"Features is {width} px wide"
     assert axe_violations(page) == []
     v.shoot("phone-dark-features")
+    assert v.errors == []
+
+
+def test_features_of_alexnet_over_a_folder_of_images(visit):  # noqa: F811
+    from playwright.sync_api import expect
+
+    v = visit()
+    page = v.page
+    page.get_by_role("tab", name="Features").click()
+    page.locator("#feat-network").select_option("alexnet")
+    expect(page.locator("#feat-network option[value=alexnet]")).to_contain_text("3 images of")
+    page.locator("#feat-layer").select_option("1")
+    expect(page.locator("#feat-grid img[src^='data:image/png']")).to_have_count(64)
+    page.locator("#feat-grid button").nth(10).click()
+    entries = page.locator("#feat-entries li")
+    expect(entries).to_have_count(3)  # three images: three entries a map
+    expect(entries.first.locator("img").first).to_have_attribute("src", DATA_PNG)
+    v.shoot("features-alexnet")
     assert v.errors == []
