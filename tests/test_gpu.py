@@ -86,3 +86,26 @@ def test_two_workers_share_the_gpu_and_each_answers(checkpoint_dir, tmp_path):
                 assert r.status_code == 200, r.text
             images = torch.from_numpy(np.load(io.BytesIO(r.content)))
             torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_atlas_on_cuda_is_the_cpus(checkpoint_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.__main__ import main
+
+    checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints", names=("cnn",))
+    for device in ("cpu", "cuda"):
+        argv = ["atlas", "--network", "cnn", "--checkpoints", str(checkpoints), "--no-progress"]
+        assert main([*argv, "--device", device, "--out", str(tmp_path / device)]) == 0
+    cpu, gpu = (load_file(tmp_path / d / "cnn.safetensors") for d in ("cpu", "cuda"))
+    for layer in range(1, 7):
+        values = cpu[f"layer{layer}.value"]
+        torch.testing.assert_close(gpu[f"layer{layer}.value"], values, rtol=1e-4, atol=1e-5)
+        # the same items and positions wherever no other candidate is within float noise
+        clear = torch.ones_like(values, dtype=torch.bool)
+        clear[:, 1:] &= (values[:, 1:] - values[:, :-1]).abs() > 1e-4
+        clear[:, :-1] &= (values[:, 1:] - values[:, :-1]).abs() > 1e-4
+        clear[:, -1] = False  # the next candidate, left out, may be as close
+        for key in ("index", "y", "x"):
+            name = f"layer{layer}.{key}"
+            assert torch.equal(gpu[name][clear], cpu[name][clear]), name

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from service.models import DEFAULT_K, write_atomically
+from service.models import DEFAULT_K, exact_convolutions, write_atomically
 from service.models.atlas import ATLAS_DIR, atlas_paths, save_atlas
 
 from .atlas_data import Items, Network, load_items, load_network
@@ -79,6 +79,8 @@ def build_atlas(options: AtlasOptions) -> Path | None:
     if options.if_stale and _current(options, network, items):
         return None
     world = World.join(options.device)
+    if world.device.type == "cuda":
+        exact_convolutions()  # as the service runs them: the projections are /visualise's
     try:
         features = network.features.to(world.device)
         shapes = layer_shapes(features, network.spec.shape)
