@@ -15,8 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ..engine.registry import ModelState
-from ..models import DEFAULT_K, candidate_count
+from ..engine import DEFAULT_K, ModelState
 from .errors import ERRORS, codes_by_status
 from .forms import form_value_schema
 from .schemas import ErrorResponse
@@ -143,7 +142,7 @@ def _narrow_visualise(form: dict, models) -> None:
             continue
         for layer, shape in enumerate(model.layer_shapes, start=1):
             fixed = named | {"layer": {"const": layer}}
-            all_maps, one_map = candidate_count(shape, None), candidate_count(shape, 0)
+            all_maps, one_map = model.candidates(layer, None), model.candidates(layer, 0)
             branches.append(_layer_branch(fixed, required, all_maps, channels=None))
             branches.append(_layer_branch(fixed, required, one_map, channels=shape[0]))
     form["anyOf"] = branches

@@ -8,10 +8,9 @@ import base64
 import torch
 from fastapi.responses import Response
 
+from ..engine import ModelState, ServedModel, Visualisation
 from ..engine.imaging import encode_npy, encode_png, grid, projection_to_image
-from ..engine.registry import ModelState, ServedModel
 from ..engine.runner import Reconstruction
-from ..models import Visualisation
 from .schemas import (
     GeneratedImage,
     GenerateResponse,

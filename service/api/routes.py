@@ -8,11 +8,17 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import workers
-from ..engine import Engine, ErrorCode, RequestError, ServedModel, not_ready, shutting_down
-from ..engine.errors import invalid_parameters
+from ..engine import (
+    Engine,
+    ErrorCode,
+    RequestError,
+    ServedModel,
+    invalid_parameters,
+    not_ready,
+    shutting_down,
+)
 from ..engine.latents import latent_codes
 from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
-from ..models import candidate_count
 from .contract import MODEL_ROUTE_ERRORS, UPLOAD_ROUTE_ERRORS, error_responses, image_responses
 from .dispatch import ModelRouteTable, read_json
 from .forms import openapi_form, read_form
@@ -54,26 +60,6 @@ def _chosen(engine: Engine, name: str, endpoint: str, given: bool) -> ServedMode
         raise invalid_parameters(f"the default, {err.detail}; name one of {served}") from None
 
 
-def _check_visualise(model: ServedModel, layer: int, k: int, channel: int | None) -> None:
-    layers = len(model.layer_shapes)
-    if layer > layers:
-        raise invalid_parameters(
-            f"layer {layer} is out of range: {model.name} has layers 1 to {layers}"
-        )
-    shape = model.layer_shapes[layer - 1]
-    if channel is not None and channel >= shape[0]:
-        raise invalid_parameters(
-            f"channel {channel} is out of range: "
-            f"layer {layer} of {model.name} has channels 0 to {shape[0] - 1}"
-        )
-    candidates = candidate_count(shape, channel)
-    if k > candidates:
-        raise invalid_parameters(
-            f"k={k} is too large: layer {layer} of "
-            f"{model.name} has {candidates} activations to choose from"
-        )
-
-
 @model_routes.post(
     "/visualise",
     responses=image_responses(VisualiseResponse, (NPY_MEDIA_TYPE,))
@@ -87,7 +73,7 @@ async def visualise(request: Request) -> Response:
     if len(uploads) > 1:
         raise invalid_parameters("file: /visualise takes one image per request")
     model = _chosen(engine, form.network, "visualise", "network" in form.model_fields_set)
-    _check_visualise(model, form.layer, form.k, form.channel)
+    model.check_visualise(form.layer, form.k, form.channel)
 
     def encode(vis):
         return visualisation_response(vis, model, form)

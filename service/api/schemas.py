@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..models import DEFAULT_K, DEFAULT_METHOD
+from ..engine import DEFAULT_K, DEFAULT_METHOD
 
 MAX_GENERATE = 256
 MAX_TEMPERATURE = 2.0
 MAX_LABEL = 999  # the largest label index a request may name; a model's own range is checked
 
 ImageFormat = Literal["png", "json", "npy"]
-# service.models.METHODS, spelt out for the OpenAPI document (a test keeps the two equal)
+# service.engine.METHODS, spelt out for the OpenAPI document (a test keeps the two equal)
 VisualiseMethod = Literal["deconvnet", "guided_backprop", "saliency"]
 
 

@@ -29,14 +29,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .. import __version__
-from ..engine import Engine, ErrorCode, RequestError, ServedModel
+from ..engine import (
+    DEFAULT_K,
+    DEFAULT_METHOD,
+    METHODS,
+    Engine,
+    ErrorCode,
+    RequestError,
+    ServedModel,
+)
 from ..engine.imaging import Pixels
 from ..engine.latents import latent_codes
-from ..engine.registry import ModelState
 from ..engine.runner import GenerateJob, ReconstructJob, VisualiseJob
-from ..models import DEFAULT_K, DEFAULT_METHOD, METHODS
 from .contract import error_responses
-from .routes import _check_visualise
 from .schemas import MAX_GENERATE, MAX_LABEL, GenerateRequest
 from .serving import engine_of, while_connected
 from .v2_codec import (
@@ -49,11 +54,13 @@ from .v2_codec import (
 )
 from .v2_codec import parse_request as parse_infer_request
 from .v2_schemas import (
+    InferenceRequest,
     InferenceResponse,
     ModelMetadata,
     ModelReady,
     ServerMetadata,
     V2ErrorResponse,
+    inline_schema,
 )
 
 VERSION = "1"  # one version per name: loading a model again replaces it
@@ -87,24 +94,27 @@ def signature(model: ServedModel) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 
 def served(engine: Engine, name: str, version: str | None = None) -> ServedModel:
-    """The loaded model ``name``, or the protocol's 404 or 503."""
-    model = engine.models.get(name)
-    if model is None:
-        raise RequestError(
-            ErrorCode.UNKNOWN_MODEL,
-            f"no model {name!r}; the service has {sorted(engine.models)} "
-            "(POST /v2/repository/index lists them with their state)",
-        )
-    if model.state is ModelState.UNAVAILABLE:  # Triton: a model that is not loaded
-        raise RequestError(
-            ErrorCode.MODEL_NOT_LOADED,
-            f"model {name!r} is not loaded: {model.reason}",
-        )
+    """The loaded model ``name`` (``Engine.model``), or the protocol's 404 or 503."""
+    try:
+        model = engine.model(name)
+    except RequestError as err:
+        if err.code is ErrorCode.UNKNOWN_MODEL:
+            raise RequestError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no model {name!r}; the service has {sorted(engine.models)} "
+                "(POST /v2/repository/index lists them with their state)",
+            ) from None
+        if err.code is ErrorCode.MODEL_UNAVAILABLE:  # Triton: a model that is not loaded
+            raise RequestError(
+                ErrorCode.MODEL_NOT_LOADED,
+                f"model {name!r} is not loaded: {engine.models[name].reason}",
+            ) from None
+        raise
     if version not in (None, VERSION):
         raise RequestError(
             ErrorCode.UNKNOWN_MODEL, f"model {name!r} has no version {version!r}, only {VERSION!r}"
         )
-    return engine.model(name, model.endpoints[0] if model.endpoints else "reconstruct")
+    return model
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -216,7 +226,7 @@ async def _visualise(engine: Engine, model: ServedModel, request: InferRequest, 
         raise bad_request(
             f"parameter method: expected one of {list(METHODS)} but received {method!r}"
         )
-    _check_visualise(model, layer, k, channel)
+    model.check_visualise(layer, k, channel)
     images = _images(request, engine)
 
     def encode(vis) -> tuple:
@@ -294,35 +304,11 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return ModelReady(name=name, ready=True)
 
 
-_TENSOR = {
-    "type": "object",
-    "required": ["name", "shape", "datatype"],
-    "properties": {
-        "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
-        "datatype": {"type": "string"},
-        "parameters": {"type": "object"},
-        "data": {"type": "array"},
-    },
-}
 _INFER_DOC = {
     "requestBody": {
         "required": True,
         "description": f"JSON, or JSON then binary tensor data ({HEADER_LENGTH} says where)",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["inputs"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "parameters": {"type": "object"},
-                        "inputs": {"type": "array", "items": _TENSOR},
-                        "outputs": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            },
-        },
+        "content": {"application/json": {"schema": inline_schema(InferenceRequest)}},
     }
 }
 

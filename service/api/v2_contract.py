@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from ..models import DEFAULT_K, METHODS, candidate_count
+from ..engine import DEFAULT_K, METHODS
 from .schemas import MAX_GENERATE
 
 _INFER = "/v2/models/{name}/infer"
@@ -109,7 +109,7 @@ def _visualise_branches(model, max_files: int) -> list[dict]:
     branches = []
     for layer, shape in enumerate(model.layer_shapes, start=1):
         for channels in (None, shape[0]):
-            candidates = candidate_count(shape, None if channels is None else 0)
+            candidates = model.candidates(layer, None if channels is None else 0)
             k = {"type": "integer", "minimum": 1, "maximum": candidates}
             needs = ["layer"] + (["channel"] if channels else [])
             if candidates < DEFAULT_K:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from ..engine import Engine, ErrorCode, RequestError
-from ..engine.registry import ModelState
+from ..engine import Engine, ErrorCode, ModelState, RequestError
 from .contract import error_responses
 from .serving import engine_of
 from .v2_schemas import RepositoryModel, RepositoryRequest, V2ErrorResponse

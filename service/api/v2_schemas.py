@@ -1,9 +1,9 @@
-"""Bodies of the Open Inference Protocol (KServe v2) routes, for the OpenAPI document; the
-inference request itself is parsed by ``v2_codec`` (it may carry binary data after the JSON)."""
+"""Bodies of the Open Inference Protocol (KServe v2) routes. The inference request is described
+by ``InferenceRequest`` and parsed by ``v2_codec`` (it may carry binary data after the JSON)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -58,7 +58,7 @@ class RequestInput(BaseModel):
     the binary part."""
 
     name: str
-    shape: list[int]
+    shape: list[Annotated[int, Field(ge=1)]]
     datatype: str
     parameters: Parameters | None = None
     data: list[Any] | None = None
@@ -114,3 +114,22 @@ class RepositoryRequest(BaseModel):
     another)."""
 
     parameters: dict[str, Any] | None = None
+
+
+def inline_schema(model: type[BaseModel]) -> dict:
+    """``model``'s JSON schema with its nested models written in place, for a request body of
+    the OpenAPI document (where ``#/$defs/...`` would not resolve)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)

@@ -284,18 +284,21 @@ class Engine:
         if self._loader is not None:
             await asyncio.shield(self._loader)
 
-    def model(self, name: str, endpoint: str) -> ServedModel:
-        """The loaded model ``name`` for ``endpoint``, or the error that explains why not."""
+    def model(self, name: str, endpoint: str | None = None) -> ServedModel:
+        """The loaded model ``name``, for ``endpoint`` when one is given (``"visualise"``...),
+        or the error that explains why not: ``unknown_model``, ``invalid_parameters`` (a model
+        of another kind), ``not_ready`` or ``model_unavailable``."""
         if self.closing:
             raise shutting_down()
         model = self.models.get(name)
         if model is None:
+            accepted = sorted(self.models) if endpoint is None else self._accepting(endpoint)
+            where = "the service has" if endpoint is None else f"/{endpoint} accepts"
             raise RequestError(
                 ErrorCode.UNKNOWN_MODEL,
-                f"no model {name!r}; /{endpoint} accepts {self._accepting(endpoint)} (GET "
-                "/models lists every model)",
+                f"no model {name!r}; {where} {accepted} (GET /models lists every model)",
             )
-        if model.kind != "unknown" and endpoint not in model.endpoints:
+        if endpoint is not None and model.kind != "unknown" and endpoint not in model.endpoints:
             raise RequestError(
                 ErrorCode.INVALID_PARAMETERS,
                 f"model {name!r} is a {model.kind}; /{endpoint} accepts "

@@ -21,11 +21,13 @@ from ..models import (
     LabelPrior,
     UndoableSequential,
     WeightsUnavailable,
+    candidate_count,
     load_checkpoint,
     load_torchvision_network,
     read_checkpoint_json,
 )
 from ..settings import Settings
+from .errors import invalid_parameters
 from .imaging import ImageSpec
 
 log = logging.getLogger("unconv")
@@ -101,6 +103,32 @@ class ServedModel:
         if self.deconv is None:
             return None
         return [self.deconv.layer_name(i) for i in range(1, len(self.deconv) + 1)]
+
+    def candidates(self, layer: int, channel: int | None) -> int:
+        """How many activations of ``layer`` (1-based) a top-k is chosen from: all of them, or
+        one feature map's when ``channel`` is given."""
+        return candidate_count(self.layer_shapes[layer - 1], channel)
+
+    def check_visualise(self, layer: int, k: int, channel: int | None) -> None:
+        """Raise ``invalid_parameters`` unless this network has ``layer`` (1-based), that layer
+        has ``channel``, and ``k`` activations to choose from."""
+        layers = len(self.layer_shapes)
+        if layer > layers:
+            raise invalid_parameters(
+                f"layer {layer} is out of range: {self.name} has layers 1 to {layers}"
+            )
+        channels = self.layer_shapes[layer - 1][0]
+        if channel is not None and channel >= channels:
+            raise invalid_parameters(
+                f"channel {channel} is out of range: "
+                f"layer {layer} of {self.name} has channels 0 to {channels - 1}"
+            )
+        candidates = self.candidates(layer, channel)
+        if k > candidates:
+            raise invalid_parameters(
+                f"k={k} is too large: layer {layer} of "
+                f"{self.name} has {candidates} activations to choose from"
+            )
 
 
 def discover(settings: Settings) -> dict[str, ServedModel]:
