@@ -1,7 +1,9 @@
 """The benchmark and the README's figures.
 
-Importing the service first gives every bench process the service's OpenMP setting
+Every bench process limits OpenMP's spinning as the service's entry points do
 (``GOMP_SPINCOUNT``, read once when torch loads), so that the ceiling runs as the service does.
 """
 
-import service  # noqa: F401
+from service.runtime import limit_openmp_spinning
+
+limit_openmp_spinning()

@@ -1,7 +1,6 @@
-"""unconv: a REST inference service for a deconvnet visualiser, an auto-encoder and a VAE."""
+"""unconv: a REST inference service for a deconvnet visualiser, an auto-encoder and a VAE.
 
-from .runtime import limit_openmp_spinning
-
-limit_openmp_spinning()  # before anything imports torch
+Importing it, or any module under it, changes nothing in the process: the entry points that
+serve (``python -m service``, ``service.api:app``) tune the process (``runtime.py``)."""
 
 __version__ = "0.1.0"

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import uvicorn
 
-from .runtime import available_cores
+from .runtime import available_cores, tune_server_process
 from .settings import load_settings
 from .workers import serve
 
+if TYPE_CHECKING:
+    from .engine.peers import Peers
+
 
 def main() -> None:
+    tune_server_process()  # before anything imports torch
     # the supervisor asks NVML whether there is a GPU: the CUDA runtime's own answer starts
     # the driver, and workers forked after that cannot use CUDA
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
@@ -23,14 +28,14 @@ def main() -> None:
     )
     workers = settings.worker_processes()
 
-    def configure() -> uvicorn.Config:
+    def configure(peers: Peers) -> uvicorn.Config:
         # imported only now: the metrics pick their storage (one process or several) as
         # prometheus_client is imported, once ``serve`` has chosen
         from .api import create_app
 
         # built once, before the fork; each worker divides its share of the cores
         cores = max(1, available_cores() // workers)
-        app = create_app(settings.for_cores(cores), cores=cores)
+        app = create_app(settings.for_cores(cores), cores=cores, peers=peers)
         return uvicorn.Config(
             app,
             host=settings.host,

@@ -1,6 +1,8 @@
 """Process-wide settings for a server that runs forward passes back to back on the CPU.
 
-Each is measured in docs/performance.md; each leaves an explicit setting of the user alone.
+Only the entry points that serve call them (``tune_server_process``): importing the service
+changes nothing in the process. Each is measured in docs/performance.md; each leaves an
+explicit setting of the user alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ import os
 from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+
+
+def tune_server_process() -> None:
+    """The process settings of a server: called by its entry point, before torch is imported."""
+    limit_openmp_spinning()
+    keep_freed_memory()
 
 
 def limit_openmp_spinning() -> None:
@@ -45,10 +53,10 @@ def keep_freed_memory() -> None:
 def freeze_loaded_objects() -> None:
     """Leave the objects alive now (modules, models, schemas) out of later garbage collections.
 
-    A loaded service holds some 370,000 objects that live as long as the process, and each
-    full collection walked all of them while holding the GIL: a fifth of a millisecond of the
-    event loop per request, and pauses of tens of milliseconds. Freed objects are still freed
-    by reference counting; ``unfreeze_objects`` undoes this when the service stops.
+    A loaded service holds hundreds of thousands of objects that live as long as the process,
+    and each full collection would walk all of them while holding the GIL: time taken from the
+    event loop on every request, and long pauses (docs/performance.md). Freed objects are
+    still freed by reference counting; ``unfreeze_objects`` undoes this when the service stops.
     """
     gc.collect()
     gc.freeze()

@@ -1,23 +1,30 @@
 """Several server processes on one port: what ``python -m service`` runs, one per core on the
-CPU and four sharing a GPU.
+CPU and four sharing a GPU. Read this first; ``accept.py`` and ``engine/generations.py`` are
+its two helpers.
 
-One process takes its HTTP parsing, batching and codec work in turns at one GIL, and stops
-at about 300 small requests a second with a quarter of two cores idle (docs/performance.md);
-a process per core, each single-threaded, is also what the plain-PyTorch ceiling found best.
-The supervisor imports the app once, binds the port, then forks the workers, so that they
-start as fast as one process. Each worker loads its own models and batches its own requests,
-and accepts new connections while it holds no more than the least loaded other worker
-(``service/accept.py``), so that a client's few connections are spread over the cores. The
-workers' metrics are summed through prometheus_client's multiprocess files, and /readyz
-answers 200 only when every worker has loaded its models. A worker that dies is replaced; one
-that dies before it was ready stops the service, since its replacement would die the same way.
-A model loaded or unloaded through one worker (``/v2/repository/models/{name}/load``) is
-loaded or unloaded by each other worker before its next request
-(``service/engine/generations.py``).
+- **Who forks whom.** The supervisor (this module's ``serve``, in the process ``python -m
+  service`` started) builds the app once, binds the port, then forks the workers, so that
+  they start as fast as one process. It serves no request itself: it waits for its workers
+  and replaces those that exit.
+- **Who accepts.** Every worker accepts from the one listening socket they share, and takes a
+  new connection only while it holds no more than the least loaded other worker
+  (``accept.py``), so that a client's few connections are spread over the cores. Each worker
+  loads its own models, batches its own requests and answers on its own connections.
+- **What they share.** Each app is given a ``Peers`` (``service/engine/peers.py``): readiness
+  flags (``/readyz`` answers 200 only once every worker has loaded its models), the metrics
+  directory (``/metrics`` sums every worker's), and the table of models loaded or unloaded
+  through ``/v2/repository`` (``engine/generations.py``), which each other worker applies
+  before its next request.
+- **What a worker's death costs.** Its open connections and the requests on them; the others
+  keep serving, and the supervisor forks a replacement, which loads its models before it
+  accepts. A worker that dies before it was ready stops the service instead, since its
+  replacement would die the same way.
 
-Forking needs a process that has not started CUDA or OpenMP threads yet: the supervisor runs
-no tensor op and asks NVML, not the CUDA runtime, whether there is a GPU (``__main__``); each
-worker starts CUDA for itself, so several workers can share a GPU.
+One process takes its HTTP parsing, batching and codec work in turns at one GIL, which is why
+there are several (docs/performance.md). Forking needs a process that has not started CUDA or
+OpenMP threads yet: the supervisor runs no tensor op and asks NVML, not the CUDA runtime,
+whether there is a GPU (``__main__``); each worker starts CUDA for itself, so several workers
+can share a GPU.
 """
 
 from __future__ import annotations
@@ -39,42 +46,21 @@ import uvicorn
 from .accept import BalancedServer, Board
 
 if TYPE_CHECKING:  # imported in serve(): the engine imports prometheus_client
-    from .engine.generations import Generations
+    from .engine.peers import Peers
 
 log = logging.getLogger("unconv")
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
 
-# set in each worker after the fork: one flag per worker, 1 once its models are loaded
-_ready_flags = None
-_slot = 0
-# made by the supervisor before the fork: the loads and unloads every worker follows
-_generations: Generations | None = None
 
-
-def mark_ready() -> None:
-    """Count this worker as ready (nothing to do when it is the only process)."""
-    if _ready_flags is not None:
-        _ready_flags[_slot] = 1
-
-
-def generations() -> Generations | None:
-    """The loads and unloads shared by the workers; None for a single process."""
-    return _generations
-
-
-def all_ready() -> bool:
-    """Whether every worker has loaded its models; always true for a single process."""
-    return _ready_flags is None or all(_ready_flags)
-
-
-def serve(configure: Callable[[], uvicorn.Config], workers: int) -> int:
-    """Serve the app of ``configure()`` on ``workers`` processes; returns the exit status."""
+def serve(configure: Callable[[Peers], uvicorn.Config], workers: int) -> int:
+    """Serve the app of ``configure(peers)`` on ``workers`` processes; the exit status."""
     if workers == 1:
-        server = uvicorn.Server(configure())
+        from .engine.peers import Peers
+
+        server = uvicorn.Server(configure(Peers()))
         server.run()
         return 0 if server.started else STARTUP_FAILURE
-    global _generations
     with (
         tempfile.TemporaryDirectory(prefix="unconv-metrics-") as metrics_dir,
         tempfile.TemporaryDirectory(prefix="unconv-repository-") as repository_dir,
@@ -82,20 +68,22 @@ def serve(configure: Callable[[], uvicorn.Config], workers: int) -> int:
         # before the app's import: prometheus_client picks its storage as it is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         from .engine.generations import Generations
+        from .engine.peers import Peers
 
-        _generations = Generations(Path(repository_dir))
-        config = configure()
+        ready = multiprocessing.RawArray("b", workers)  # a flag per worker, 1 once it is ready
+        peers = Peers(Generations(Path(repository_dir)), Path(metrics_dir), ready)
+        config = configure(peers)
         config.load()
         sock = config.bind_socket()
         sock.listen(config.backlog)
-        return _Supervisor(config, sock, workers).run()
+        return _Supervisor(config, sock, peers).run()
 
 
 class _Supervisor:
-    def __init__(self, config: uvicorn.Config, sock, count: int):
-        self.config, self.sock = config, sock
-        self.ready = multiprocessing.RawArray("b", count)
-        self.board = Board(count)  # each worker's open connections (service/accept.py)
+    def __init__(self, config: uvicorn.Config, sock, peers: Peers):
+        self.config, self.sock, self.peers = config, sock, peers
+        self.ready = peers.ready
+        self.board = Board(len(self.ready))  # each worker's open connections (service/accept.py)
         self.slots: dict[int, int] = {}  # pid: slot
         self.stopping = False
         self.status = 0
@@ -119,7 +107,8 @@ class _Supervisor:
         slot = self.slots.pop(pid)
         was_ready, self.ready[slot] = self.ready[slot], 0
         self.board.retire(slot)  # the others no longer leave it connections
-        multiprocess.mark_process_dead(pid)  # its queue gauge no longer counts
+        # its queue gauge no longer counts
+        multiprocess.mark_process_dead(pid, str(self.peers.metrics_dir))
         if self.stopping:
             return
         if not was_ready:
@@ -149,7 +138,8 @@ class _Supervisor:
             return
         code = 1
         try:
-            _become_worker(parent, self.ready, slot)
+            self.peers.slot = slot
+            _become_worker(parent)
             server = BalancedServer(self.config, self.sock, self.board, slot)
             server.run()
             code = 0 if server.started else STARTUP_FAILURE
@@ -162,9 +152,7 @@ class _Supervisor:
             os._exit(code)
 
 
-def _become_worker(parent: int, ready, slot: int) -> None:
-    global _ready_flags, _slot
-    _ready_flags, _slot = ready, slot
+def _become_worker(parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # out of the terminal's process group: Ctrl-C reaches the supervisor alone, which stops

@@ -1,7 +1,14 @@
 """Shared fixtures: small checkpoints, random AlexNet weights in a private hub cache, and a
 factory for apps running their real lifespan behind an httpx client."""
 
+# ruff: noqa: E402 (the process settings are made before torch is imported)
 from __future__ import annotations
+
+from service.runtime import tune_server_process
+
+# the apps run in this process as a server runs them, with its process settings, which must
+# be made before torch is imported (an entry point's job: importing the service makes none)
+tune_server_process()
 
 from contextlib import AsyncExitStack
 

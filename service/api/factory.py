@@ -9,10 +9,11 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from .. import __version__, workers
+from .. import __version__
 from ..engine import Engine
 from ..engine.metrics import Metrics
-from ..runtime import available_cores, keep_freed_memory
+from ..engine.peers import Peers
+from ..runtime import available_cores
 from ..settings import Settings
 from .atlas import atlas_router
 from .contract import install_openapi
@@ -26,9 +27,10 @@ from .v2_repository import router as v2_repository
 from .web import UNCOUNTED_ROUTES, install_web
 
 
-def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
+def create_app(settings: Settings, cores: int | None = None, peers: Peers | None = None) -> FastAPI:
     """
-    Build the app; its models load in its lifespan, never here.
+    Build the app; its models load in its lifespan, never here. It changes nothing in the
+    process: the entry points (``python -m service``, ``service.api:app``) tune it.
 
     Parameters
     ----------
@@ -37,16 +39,16 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     cores : int, optional
         This process's share of the cores, for forward passes and codec threads; by default
         every core it may use (one process).
+    peers : Peers, optional
+        The other worker processes of the port (``service/workers.py``); by default none.
     """
-    metrics = Metrics()
+    peers = peers or Peers()
+    metrics = Metrics(peers.metrics_dir)
     cores = cores or available_cores()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        keep_freed_memory()
-        app.state.engine = Engine(
-            settings, metrics, cores, workers.mark_ready, generations=workers.generations()
-        )
+        app.state.engine = Engine(settings, metrics, cores, peers)
         torch.set_num_threads(app.state.engine.threads.threads)
         app.state.engine.start()
         try:
@@ -78,15 +80,15 @@ def create_app(settings: Settings, cores: int | None = None) -> FastAPI:
     app.include_router(health)
     app.include_router(v2_server)
     install_web(app)
-    _install_middleware(app, settings, metrics)
+    _install_middleware(app, settings, metrics, peers)
     return app
 
 
-def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+def _install_middleware(app: FastAPI, settings: Settings, metrics: Metrics, peers: Peers) -> None:
     # the last added runs first: CORS, then metrics (which count what the rest answer), the
     # body limit, following the other workers, and the model routes (dispatch.py)
     app.add_middleware(ModelRoutes, table=model_routes, api_key=settings.api_key)
-    if workers.generations() is not None:  # several workers: each swaps what another loaded
+    if peers.generations is not None:  # several workers: each swaps what another loaded
         probes = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"}
         app.add_middleware(FollowWorkersMiddleware, unhindered=frozenset(probes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

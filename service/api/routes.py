@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import workers
 from ..engine import (
     Engine,
     ErrorCode,
@@ -145,7 +144,7 @@ async def ready(request: Request) -> HealthResponse:
     engine = engine_of(request)
     if engine.closing:
         raise shutting_down()
-    if not engine.ready or not workers.all_ready():  # this worker's models, and every other's
+    if not engine.ready or not engine.peers.all_ready():  # this worker's models, every other's
         raise not_ready("the models are")
     loaded = sum(m.available for m in engine.models.values())
     return HealthResponse(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,8 +17,9 @@ from ..settings import Settings
 from .atlases import ServedAtlas, atlas_files, find, load_atlases
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ErrorCode, RequestError, not_ready, shutting_down
-from .generations import Action, Generations
+from .generations import Action
 from .metrics import Metrics
+from .peers import Peers
 from .registry import ModelState, ServedModel, discover, load, rediscover
 from .runner import CodecPool, ThreadShare, make_predict, single_threaded
 from .watch import changed, checkpoint_files
@@ -35,7 +36,7 @@ def _forward_threads(settings: Settings, cores: int) -> int:
 
 class Engine:
     """Models and batchers of one running service. Models load in the background after
-    ``start``; ``on_ready`` is called once they all have.
+    ``start``; ``peers.mark_ready`` is called once they all have.
 
     Parameters
     ----------
@@ -45,10 +46,9 @@ class Engine:
         Where the batchers report.
     cores : int
         This process's share of the machine's cores, for its forward passes and codec threads.
-    on_ready : callable, optional
-        Called once every model has loaded (or failed to).
-    generations : Generations, optional
-        The loads and unloads shared with the other worker processes, when there are several.
+    peers : Peers, optional
+        The other worker processes of the port: told when this one is ready, and the loads
+        and unloads shared with them. By default a single process.
     """
 
     def __init__(
@@ -56,11 +56,10 @@ class Engine:
         settings: Settings,
         metrics: Metrics,
         cores: int,
-        on_ready: Callable[[], None] = lambda: None,
-        generations: Generations | None = None,
+        peers: Peers | None = None,
     ):
         self.settings = settings
-        self.on_ready = on_ready
+        self.peers = peers or Peers()
         self.metrics = metrics
         self.device = resolve_device(settings.device)
         if self.device.type == "cuda":
@@ -81,7 +80,7 @@ class Engine:
         self.revision = 0  # counts models loaded or unloaded since the start
         self._swapping = asyncio.Lock()
         self._loader: asyncio.Task | None = None
-        self.generations = generations
+        self.generations = self.peers.generations
         self._done: dict[str, int] = {}  # name: the last shared generation this worker applied
         self._seen = 0  # the shared revision whose table this worker has applied
         self._following: asyncio.Task | None = None
@@ -116,7 +115,7 @@ class Engine:
         await self._refresh_atlases()
         freeze_loaded_objects()
         self.ready = True
-        self.on_ready()
+        self.peers.mark_ready()
         loaded = sum(m.available for m in self.models.values())
         log.info("ready on %s: %d of %d models loaded", self.device, loaded, len(self.models))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -16,11 +16,16 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class Metrics:
     """One registry per app, so that several apps (tests) never share counters.
 
-    Under several workers (``service/workers.py``) each process writes its values to files in
-    ``PROMETHEUS_MULTIPROC_DIR``, and whichever worker answers ``/metrics`` sums them all.
+    Parameters
+    ----------
+    multiprocess_dir : Path, optional
+        Under several workers (``service/workers.py``), the directory where each process writes
+        its values (prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``, set before it is
+        imported); ``render`` then sums every worker's. None for a single process.
     """
 
-    def __init__(self):
+    def __init__(self, multiprocess_dir: Path | None = None):
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -76,9 +81,9 @@ class Metrics:
         return _ModelObserver(self, model)
 
     def render(self) -> bytes:
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        if self.multiprocess_dir is not None:
             every_worker = CollectorRegistry()
-            MultiProcessCollector(every_worker)
+            MultiProcessCollector(every_worker, path=str(self.multiprocess_dir))
             return generate_latest(every_worker)
         return generate_latest(self.registry)
 

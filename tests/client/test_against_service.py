@@ -1,6 +1,5 @@
-"""The client and its CLI against the real service, and the deprecated ``service.client``."""
+"""The client and its CLI against the real service."""
 
-import importlib
 import shutil
 import signal
 import subprocess
@@ -124,13 +123,6 @@ def test_cli_against_python_m_service_and_graceful_sigterm(checkpoint_dir, tmp_p
             assert server.wait(30) in (0, -signal.SIGTERM)
             with pytest.raises(httpx.TransportError):
                 http.get("/healthz")
-
-
-def test_service_client_is_a_deprecated_re_export(monkeypatch):
-    monkeypatch.delitem(sys.modules, "service.client", raising=False)
-    with pytest.warns(DeprecationWarning, match="import unconv_client"):
-        old = importlib.import_module("service.client")
-    assert (old.UnconvClient, old.UnconvError) == (UnconvClient, UnconvError)
 
 
 async def test_the_atlas_routes(make_client, checkpoint_dir, tmp_path):

@@ -41,7 +41,9 @@ def test_openmp_spinning_is_limited_unless_the_user_set_it(monkeypatch):
     assert os.environ["GOMP_SPINCOUNT"] == "5"
 
 
-# records GOMP_SPINCOUNT at the moment torch (which loads libgomp, which reads it) is imported
+# records GOMP_SPINCOUNT at the moment torch (which loads libgomp, which reads it) is imported,
+# then starts an entry point: ``python -m service`` (its supervisor builds the app, and serves
+# nothing here) or ``uvicorn service.api:app`` (which asks the module for ``app``)
 _WATCH_TORCH_IMPORT = """
 import os, sys
 seen = []
@@ -50,13 +52,53 @@ class Watch:
         if name == "torch" and not seen:
             seen.append(os.environ.get("GOMP_SPINCOUNT"))
 sys.meta_path.insert(0, Watch())
-import service.api
+if sys.argv[1] == "python -m service":
+    import service.__main__ as entry
+    def serve(configure, workers):
+        from service.engine.peers import Peers
+        configure(Peers())
+        return 0
+    entry.serve = serve
+    try:
+        entry.main()
+    except SystemExit:
+        pass
+else:
+    import service.api
+    service.api.app
 print(seen)
 """
 
 
-def test_the_service_sets_it_before_torch_is_imported():
-    assert _python(_WATCH_TORCH_IMPORT) == "['20000']"
+def test_each_entry_point_limits_it_before_torch_is_imported(tmp_path):
+    for entry in ("python -m service", "service.api:app"):
+        code = _WATCH_TORCH_IMPORT.replace("sys.argv[1]", repr(entry))
+        assert _python(code, UNCONV_CHECKPOINT_DIR=str(tmp_path)) == "['20000']", entry
+
+
+# imports every module of the service and of training, with the process settings' functions
+# replaced by recorders, and reports what changed in the environment and what was called
+_IMPORT_EVERYTHING = """
+import importlib, json, os, pkgutil, sys
+before = dict(os.environ)
+import service.runtime as runtime
+called = []
+for name in ("keep_freed_memory", "limit_openmp_spinning", "tune_server_process"):
+    setattr(runtime, name, lambda name=name: called.append(name))
+for package in ("service", "training"):
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        importlib.import_module(info.name)
+after = dict(os.environ)
+changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+print(json.dumps({"changed": changed, "called": called, "modules": len(sys.modules)}))
+"""
+
+
+def test_importing_the_service_or_training_changes_nothing_in_the_process():
+    report = json.loads(_python(_IMPORT_EVERYTHING))
+    assert report["modules"] > 100  # it did import them
+    assert (report["changed"], report["called"]) == ([], [])
 
 
 # an 8 MiB block: where it comes from (mmap or the heap), and whether the heap keeps it freed
