@@ -36,10 +36,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# serving only: the service, training and their dependencies, no dev tools
+# serving only: the service, training and their dependencies, no dev tools. A regular install,
+# not an editable one: setuptools warns about any editable install of this flat layout, and
+# `make serve` runs from this directory, whose own packages come first on sys.path anyway
 $(SERVE_STAMP): requirements/serve.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements/serve.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps .
+	rm -rf build
 	touch $(SERVE_STAMP)
 
 $(STAMP): requirements/dev.txt client/pyproject.toml | $(BIN)/python
