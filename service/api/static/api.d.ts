@@ -37,9 +37,9 @@ export interface ModelInfo {
 }
 
 export interface VisualiseOptions {
-  network?: string;
+  network?: string | null;
   layer: number;
-  k?: number;
+  k?: number | null;
   channel?: number | null;
   method?: VisualiseMethod | null;
   format?: ImageFormat;
@@ -66,7 +66,7 @@ export interface VisualiseResponse {
 }
 
 export interface ReconstructOptions {
-  model?: string;
+  model?: string | null;
   format?: "png" | "json";
 }
 

@@ -54,21 +54,25 @@ export class UnconvApi {
 
   /**
    * Projection of a layer's top-k activations of one image (a File or Blob) to pixel space, by
-   * `method` ("deconvnet", "guided_backprop" or "saliency"; omitted: the service's default).
+   * `method` ("deconvnet", "guided_backprop" or "saliency"). `network`, `k` and `method` left
+   * out (or null) take the service's defaults (GET /openapi.json lists them).
    * With format "json" (the default here): { image_png, activations: [{channel, y, x, value}],
    * layer_name, method, input_shape, activation_shape, ... }; with "png": a Blob.
    */
   visualise(
     image,
-    { network, layer, k = 9, channel = null, method = null, format = "json" },
+    { network = null, layer, k = null, channel = null, method = null, format = "json" },
     signal,
   ) {
     const form = imageForm([image], { network, layer, k, channel, method, format });
     return this.request("visualise", { body: form, signal, format });
   }
 
-  /** Reconstructions of one or more images; JSON: { images: [{ image_png, mean, log_var }] }. */
-  reconstruct(images, { model = "ae", format = "json" } = {}, signal) {
+  /**
+   * Reconstructions of one or more images; JSON: { images: [{ image_png, mean, log_var }] }.
+   * `model` left out (or null) is the service's default.
+   */
+  reconstruct(images, { model = null, format = "json" } = {}, signal) {
     const form = imageForm([].concat(images), { model, format });
     return this.request("reconstruct", { body: form, signal, format });
   }

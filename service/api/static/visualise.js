@@ -59,7 +59,9 @@ export class VisualisePanel {
       this.#stripTitle();
       this.update();
     });
+    this.kMoved = false; // until the user moves it, k is the contract's default
     this.k.addEventListener("input", () => {
+      this.kMoved = true;
       $("#vis-k-out").value = this.k.value;
       later();
     });
@@ -79,15 +81,22 @@ export class VisualisePanel {
       (m) => `${m.name} (${KINDS[m.kind] ?? m.kind})`,
       (m) => m.kind === "classifier",
     );
-    this.#fillMethods(contract);
+    const form =
+      contract?.paths?.["/visualise"]?.post?.requestBody?.content?.["multipart/form-data"]?.schema;
+    this.#fillMethods(form?.properties?.method);
+    this.#fillK(form?.properties?.k);
     this.#fillLayers(true);
   }
 
+  /** k from the contract: its default, until the user moves the slider. */
+  #fillK(field) {
+    const fallback = schemaValue(field, "default");
+    if (!this.kMoved && fallback != null) this.k.value = String(fallback);
+    $("#vis-k-out").value = this.k.value;
+  }
+
   /** The method choice from the contract: its values for `method` and its default. */
-  #fillMethods(contract) {
-    const form =
-      contract?.paths?.["/visualise"]?.post?.requestBody?.content?.["multipart/form-data"]?.schema;
-    const field = form?.properties?.method;
+  #fillMethods(field) {
     this.methods = field ? (schemaValue(field, "enum") ?? []) : [];
     const chosen = this.method.value;
     const shown = this.methods.length ? this.methods : ["deconvnet"];
