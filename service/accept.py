@@ -3,13 +3,13 @@ that all of them share, one at a time, holding back while it has more open conne
 the least loaded other worker.
 
 Left to uvicorn, the worker whose loop wakes first accepts every connection waiting, so a
-client's few keep-alive connections often all land on one worker while the other cores idle:
-wrk at c=4 put all four on one of two workers in 7 of 24 runs, which then ran at half the rate
-(docs/performance.md, round 3). A worker's loop can be busy for several milliseconds under
-load (its GIL held by the thread that runs the batches, its core shared with the client), so a
-worker over its share leaves a waiting connection to the others for up to 50 ms; one taken no
-sooner is taken anyway, and a worker whose loop did not run all that time is passed over until
-it runs again, so that no client waits long on a worker that is stopped or stuck.
+client's few keep-alive connections often all land on one worker while the other cores idle,
+and the service runs at that one worker's rate (docs/performance.md). A worker's loop can be
+busy for several milliseconds under load (its GIL held by the thread that runs the batches,
+its core shared with the client), so a worker over its share leaves a waiting connection to
+the others for a while (``wait_s``); one taken no sooner is taken anyway, and a worker whose
+loop did not run all that time is passed over until it runs again, so that no client waits
+long on a worker that is stopped or stuck.
 """
 
 from __future__ import annotations

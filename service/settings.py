@@ -147,7 +147,8 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _usable_device(cls, value: str) -> str:
-        # only here: the package sets OpenMP variables before torch loads
+        # only here: ``python -m service`` reads the settings, then sets OpenMP variables
+        # before torch loads
         from .models.device import resolve_device
 
         value = value.strip().lower()
@@ -158,8 +159,8 @@ class Settings(BaseSettings):
         """These settings for a process with ``cores`` cores (``python -m service`` divides the
         machine's among its workers): unless UNCONV_CONCURRENT_BATCHES is set, no more batches
         run at once than the process has cores. A worker on one core then runs one batch at a
-        time, about twice as large, for a tenth less CPU per request than two smaller ones
-        taking turns on that core (docs/performance.md, round 3)."""
+        time, larger, for less CPU per request than two smaller ones taking turns on that core
+        (docs/performance.md)."""
         if "concurrent_batches" in self.model_fields_set:
             return self
         batches = max(1, min(self.concurrent_batches, cores))

@@ -53,7 +53,7 @@ RECIPES = {
         "the default VAE: conv encoder/decoder around a 512-unit dense layer, 32 latents",
         lr=3e-3,
     ),
-    # every goal of issue 26, the held-out bound included: docs/training.md and docs/variety.md
+    # varied samples that keep to the held-out bound: docs/training.md and docs/variety.md
     "vae-quality": Recipe(
         ConvVAEConfig(
             res_blocks=2, **(PRIOR | {"prior_components": 80, "prior_temperature": 0.85})

@@ -266,7 +266,7 @@ def _set_up(options: TrainOptions, world: World) -> _Run:
     torch.manual_seed(options.seed)
     splits = load_images(options.data, options.data_root, options.download)
     train_set, test_set = _datasets(recipe, splits)
-    # channels-last convolutions train 1.3-1.6x faster on the CPU (docs/training.md); the
+    # channels-last convolutions train faster on the CPU (docs/training.md); the
     # checkpoint is written contiguous, so the format is the trainer's business only
     model = recipe.config.build(recipe.assumption).to(
         world.device, memory_format=torch.channels_last

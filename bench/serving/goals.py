@@ -1,5 +1,4 @@
-"""The goals of issue 27 (round 3), and those of issue 15 (round 2) that it keeps, each checked
-against one run's results: (goal, measured, met)."""
+"""The serving goals, each checked against one run's results: (goal, measured, met)."""
 
 from __future__ import annotations
 
@@ -138,7 +137,7 @@ def throughput(r: dict) -> list[Goal]:
             ceil["generate_64"]["codec"]["images_per_s"],
             0.9,
         ),
-        # round 2's, kept
+        # many images in one request batch as well as many requests do
         _ratio("/reconstruct 64 images per request", big, codec, 0.85),
         (
             "... batching on >= 0.98x off at every concurrency",
@@ -181,8 +180,8 @@ def latency_pairs(r: dict):
 
 
 def latency(r: dict) -> list[Goal]:
-    """At c=1, idle and with one core busy: p50 and p99 no worse than the naive peer's (round
-    3); at higher concurrency with a core busy: p50 no worse, p99 <= 1.5x (round 2)."""
+    """At c=1, idle and with one core busy: p50 and p99 no worse than the naive peer's; at
+    higher concurrency with a core busy: p50 no worse, p99 <= 1.5x."""
     return [
         _latency_goal(
             f"{ROUTES[key]} c={concurrency}",

@@ -190,7 +190,7 @@ class Batcher:
         self.observer.depth(self._waiting)
         self._wakeup.set()
         # the future itself is awaited and the deadline is a timer that fails it: no shield,
-        # no wait_for, whose extra futures and callbacks cost every request (issue 27)
+        # no wait_for, whose extra futures and callbacks would cost every request
         timer = None
         if timeout is not None:
             timer = loop.call_later(timeout, self._expire, request, timeout)

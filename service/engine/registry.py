@@ -222,8 +222,8 @@ def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
     checkpoint = load_checkpoint(model.path, device)
     model.metadata |= _weights_identity(model.path.with_suffix(".safetensors"))
     if device.type == "cpu":
-        # 1.3-1.6x faster forward passes for these MNIST-size nets (docs/performance.md); the
-        # ImageNet feature stacks stay contiguous, where AlexNet's deconvnet is 1.8x slower
+        # faster forward passes for these MNIST-size nets (docs/performance.md); the ImageNet
+        # feature stacks stay contiguous, where channels-last slows AlexNet's deconvnet
         checkpoint.model.to(memory_format=torch.channels_last)
     height, width = checkpoint.config.image_size
     if height != width:

@@ -128,7 +128,7 @@ class ThreadShare:
     outnumber the cores, where each parallel op waits for a partner that was preempted. A
     batch of fewer than ``min_items`` items runs on one thread: one image's ops are too small
     to split, and when another process holds a core the partner thread is the one preempted,
-    which gave some requests a long wait (docs/performance.md, round 2). The count is set
+    which gives some requests a long wait (docs/performance.md). The count is set
     for the calling thread only (each one's OpenMP team is its own) and put back after the
     pass.
     """

@@ -357,7 +357,7 @@ class UndoableSequential(nn.Module):
         ``x``, the output of layer ``start``; and every one of those layers' context for its
         undo (with each ReLU's input mask when ``keep_masks``)."""
         context = []
-        # a list's slice: slicing the ModuleList builds a new module (about 20 us a time)
+        # a list's slice: slicing the ModuleList would build a new module each time
         for module in list(self.wrapped)[start:until]:
             x, ctx = module(x, keep_masks) if isinstance(module, UndoableReLU) else module(x)
             context.append(ctx)

@@ -133,12 +133,12 @@ class LabelPrior(nn.Module):
         device = generator.device if generator is not None else self.means.device
         eps = torch.randn(n, self.means.shape[1], generator=generator, device=device)
         u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        # The rest in numpy on the CPU: a few dozen small ops, which in torch cost a /generate
-        # request 0.3 ms of the event loop (in numpy a third of that). The components are drawn
-        # by inverse CDF (torch.multinomial took 1 ms for 64 codes of 1,000 components): a
-        # uniform in each code's share of the cumulative weights, [all labels before its own,
-        # up to its own last], looked up there. A label's components are contiguous; one of
-        # weight 0 is never found (``side="right"``).
+        # The rest in numpy on the CPU: a few dozen small ops, each cheaper in numpy than in
+        # torch, on the event loop of a /generate request. The components are drawn by inverse
+        # CDF (cheaper than torch.multinomial over many components): a uniform in each code's
+        # share of the cumulative weights, [all labels before its own, up to its own last],
+        # looked up there. A label's components are contiguous; one of weight 0 is never found
+        # (``side="right"``).
         weights, means, tril = (_host(t) for t in (self.weights, self.means, self.scale_tril))
         cdf = np.concatenate(([0.0], np.cumsum(weights, dtype=np.float64)))
         if labels is None:
