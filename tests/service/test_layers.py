@@ -2,7 +2,7 @@
 
     process (``__main__``, ``workers``, ``accept``) → HTTP (``service.api``)
     → engine (``service.engine``) → ``settings`` → model code (``service.models``)
-    → base (``runtime``, the package's version),
+    → the helpers beneath all (``runtime``, ``logs``, ``tracing``, the package's version),
 
 with one narrowing: the HTTP layer reaches the model code only through the engine's public
 names. ``training`` may import the engine and what is below it; nothing in the service imports
@@ -28,9 +28,10 @@ ALLOWED["http"].discard("models")
 ALLOWED["training"] = set(ORDER[ORDER.index("engine") :])
 
 
+PROCESS = {"service.__main__", "service.workers", "service.accept"}
+
+
 def _layer(module: str) -> str:
-    if module in ("service", "service.runtime"):
-        return "base"
     for prefix, layer in (
         ("service.settings", "settings"),
         ("service.api", "http"),
@@ -40,8 +41,8 @@ def _layer(module: str) -> str:
     ):
         if module == prefix or module.startswith(f"{prefix}."):
             return layer
-    assert module in {"service.__main__", "service.workers", "service.accept"}, module
-    return "process"
+    # the package itself and its other top-level modules (runtime, logs...): helpers beneath all
+    return "process" if module in PROCESS else "base"
 
 
 def _modules(package) -> list[str]:
