@@ -1,5 +1,6 @@
 """``python -m bench.serving.cpu_per_request [LOAD[:CONCURRENCY] ...] [--requests N]
-[--repeat R] [NAME=VALUE ...]``: the server's CPU time per request under a fixed-count load.
+[--repeat R] [NAME=VALUE ...]``: the server's CPU time per request under a fixed-count load,
+for finding where the time goes.
 
 Throughput on a shared machine is noise; the CPU the server's processes spend per answered
 request is not (much). One ``python -m service`` (two workers unless ``UNCONV_WORKERS`` is
@@ -7,7 +8,10 @@ given) on default-architecture, randomly initialised checkpoints; for each load 
 then wrk sends ``N`` requests at the concurrency (``WRK_REQUESTS`` in ``wrk.lua``), and the
 utime + stime of the supervisor and its workers over that window (``/proc``) is divided by the
 answers. Also printed: that CPU by role (the workers' event loops, their other threads) and the
-mean batch from ``/metrics``. Loads default to ``reconstruct_1:64`` and ``visualise_cnn:16``.
+mean batch from ``/metrics``. LOAD is a request of the benchmark (reconstruct_1,
+reconstruct_64, generate_64, visualise_5, visualise_cnn); loads default to
+``reconstruct_1:64`` and ``visualise_cnn:16``. NAME=VALUE pairs are environment variables for
+the service, e.g. UNCONV_CONCURRENT_BATCHES=1.
 """
 
 from __future__ import annotations
@@ -18,20 +22,35 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from devkit.proc import cpu_seconds
+from devkit.proc import child_processes, cpu_seconds, threads_cpu_seconds
 
 from .load import Prepared
-from .probe import thread_cpu_seconds
 from .scenarios import requests_to_send
 from .server import batch_sizes, prepare_models, service, settle
 from .wrk import run_wrk
 
 MODEL = {
     "reconstruct_1": "ae",
+    "reconstruct_64": "ae",
     "generate_64": "vae",
     "visualise_cnn": "cnn",
     "visualise_5": "alexnet",
 }
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of the service ``pid`` by role: its supervisor, and summed over its worker
+    processes (``python -m service`` forks them) their event loops (each worker's main thread)
+    and their other threads (inference, codecs, torch's)."""
+    roles = {"supervisor": 0.0, "event loops": 0.0, "other threads": 0.0}
+    for worker in [pid, *child_processes(pid)]:
+        for thread, seconds in threads_cpu_seconds(worker).items():
+            if worker == pid:
+                role = "supervisor"
+            else:
+                role = "event loops" if thread == worker else "other threads"
+            roles[role] += seconds
+    return roles
 
 
 def measure(url: str, pid: int, request: Prepared, concurrency: int, requests: int) -> dict:
@@ -79,25 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             name, _, concurrency = spec.partition(":")
             request, c = prepared[name], int(concurrency or 64)
             run_wrk(url, request, c, 2)  # warm-up
-            rows = []
-            for _ in range(args.repeat):
-                before = batch_sizes(url, MODEL[name])
-                row = measure(url, process.pid, request, c, args.requests)
-                after = batch_sizes(url, MODEL[name])
-                passes = after["forward_passes"] - before["forward_passes"]
-                images = (
-                    after["mean_batch_images"] * after["forward_passes"]
-                    - before["mean_batch_images"] * before["forward_passes"]
-                )
-                row["mean_batch"] = images / passes if passes else 0.0
-                rows.append(row)
-                print(
-                    f"{name} c={c}: {row['requests']} answered, {row['errors']} errors, "
-                    f"server CPU {row['server_cpu_ms']:.3f} ms/request (event loops "
-                    f"{row['event loops_ms']:.3f}, other threads {row['other threads_ms']:.3f}), "
-                    f"mean batch {row['mean_batch']:.1f}, {row['requests_per_s']:.0f} req/s",
-                    flush=True,
-                )
+            rows = [
+                one_round(url, process.pid, name, request, c, args.requests)
+                for _ in range(args.repeat)
+            ]
             cpu = [r["server_cpu_ms"] for r in rows]
             print(
                 f"{name} c={c}: median {statistics.median(cpu):.3f} ms/request "
@@ -105,6 +109,29 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         settle(process.pid)
+
+
+def one_round(
+    url: str, pid: int, name: str, request: Prepared, concurrency: int, requests: int
+) -> dict:
+    """``measure`` with the mean batch of the round, printed."""
+    before = batch_sizes(url, MODEL[name])
+    row = measure(url, pid, request, concurrency, requests)
+    after = batch_sizes(url, MODEL[name])
+    passes = after["forward_passes"] - before["forward_passes"]
+    images = (
+        after["mean_batch_images"] * after["forward_passes"]
+        - before["mean_batch_images"] * before["forward_passes"]
+    )
+    row["mean_batch"] = images / passes if passes else 0.0
+    print(
+        f"{name} c={concurrency}: {row['requests']} answered, {row['errors']} errors, "
+        f"server CPU {row['server_cpu_ms']:.3f} ms/request (event loops "
+        f"{row['event loops_ms']:.3f}, other threads {row['other threads_ms']:.3f}), "
+        f"mean batch {row['mean_batch']:.1f}, {row['requests_per_s']:.0f} req/s",
+        flush=True,
+    )
+    return row
 
 
 if __name__ == "__main__":
