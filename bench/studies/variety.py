@@ -1,4 +1,4 @@
-"""How varied a VAE's samples are, by prior and temperature: the study of issue 26.
+"""How varied a VAE's samples are, by prior and temperature.
 
 For every checkpoint given, the judge (bench/studies/judge.py) scores, against the 1,000
 held-out digits:
