@@ -103,8 +103,12 @@ def narrow(spec: dict, models, settings) -> dict:
             del paths[path]
     if "/generate" in paths and not _names(models, "generate"):
         del paths["/generate"]
+    if "/attribute" in paths and not _names(models, "attribute"):
+        del paths["/attribute"]
     if "/visualise" in paths:
         _narrow_visualise(_form_schema(paths["/visualise"]), models)
+    if "/attribute" in paths:
+        _narrow_attribute(_form_schema(paths["/attribute"]), models)
     if "/reconstruct" in paths:
         form = _form_schema(paths["/reconstruct"])
         form_value_schema(form["properties"]["model"])["enum"] = _names(models, "reconstruct")
@@ -146,6 +150,36 @@ def _narrow_visualise(form: dict, models) -> None:
             branches.append(_layer_branch(fixed, required, all_maps, channels=None))
             branches.append(_layer_branch(fixed, required, one_map, channels=shape[0]))
     form["anyOf"] = branches
+
+
+def _narrow_attribute(form: dict, models) -> None:
+    """One branch per classifier: its classes, feature layers, input size and least stride."""
+    default = form["properties"]["network"].get("default")
+    networks = sorted((m for m in models if "attribute" in m.endpoints), key=lambda m: m.name)
+    form_value_schema(form["properties"]["network"])["enum"] = [m.name for m in networks]
+    branches = []
+    for model in networks:
+        if model.name == default:  # absent or empty: the default network
+            named, required = {"network": {"enum": [model.name, ""]}}, []
+        else:
+            named, required = {"network": {"const": model.name}}, ["network"]
+        net = model.classifier
+        if net is not None:  # not loaded: any value, answered 503
+            occlusion = model.occlusion_defaults
+            named |= {
+                "target": _optional_integer(0, net.num_classes - 1),
+                "layer": _optional_integer(1, net.feature_layers),
+                "window": _optional_integer(1, model.image_spec.size),
+                "stride": _optional_integer(occlusion.min_stride, None),
+            }
+        branches.append({"properties": named, "required": required})
+    form["anyOf"] = branches
+
+
+def _optional_integer(low: int, high: int | None) -> dict:
+    """A form field that is an integer in [low, high], or empty (absent)."""
+    integer = {"type": "integer", "minimum": low} | ({} if high is None else {"maximum": high})
+    return {"anyOf": [integer, {"type": "string", "maxLength": 0}]}
 
 
 def _layer_branch(fixed: dict, required: list[str], candidates: int, channels: int | None):

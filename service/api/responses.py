@@ -9,13 +9,23 @@ import torch
 from fastapi.responses import Response
 
 from ..engine import ModelState, ServedModel, Visualisation
-from ..engine.imaging import encode_npy, encode_png, grid, projection_to_image
+from ..engine.attribution import DEFAULT_STEPS, Attribution
+from ..engine.imaging import (
+    attribution_to_image,
+    encode_npy,
+    encode_png,
+    grid,
+    projection_to_image,
+)
 from ..engine.runner import Reconstruction
 from .schemas import (
+    AttributeResponse,
+    AttributionDefaults,
     GeneratedImage,
     GenerateResponse,
     KeptActivation,
     ModelInfo,
+    RankedClass,
     ReconstructedImage,
     ReconstructResponse,
     VisualiseForm,
@@ -60,6 +70,55 @@ def visualisation_response(vis: Visualisation, model: ServedModel, form: Visuali
             image_png=base64.b64encode(png).decode("ascii"),
             activations=[KeptActivation(channel=c, y=y, x=x, value=v) for c, y, x, v in kept],
         )
+    )
+
+
+def attribution_response(result: Attribution, model: ServedModel, fmt: str) -> Response:
+    if fmt == "npy":
+        return Response(encode_npy(result.attribution), media_type=NPY_MEDIA_TYPE)
+    pixels = model.image_spec.normalisation.denormalise(result.image[None])[0]
+    png = encode_png(attribution_to_image(pixels, result.attribution))
+    if fmt == "png":
+        return Response(png, media_type="image/png")
+    request = result.request
+    cams = request.method in ("gradcam", "guided_gradcam")
+    probabilities = torch.softmax(result.logits.double(), dim=0)
+    top = probabilities.topk(min(5, len(probabilities))).indices.tolist()
+    return _json(
+        AttributeResponse(
+            network=model.name,
+            method=request.method,
+            target=result.target,
+            predicted=int(result.logits.argmax()),
+            top=[
+                RankedClass(index=i, probability=probabilities[i], logit=result.logits[i])
+                for i in top
+            ],
+            layer=request.layer if cams else None,
+            layer_name=model.deconv.layer_name(request.layer) if cams else None,
+            steps=request.steps if request.method == "integrated_gradients" else None,
+            window=request.window if request.method == "occlusion" else None,
+            stride=request.stride if request.method == "occlusion" else None,
+            input_shape=list(model.image_spec.shape),
+            attribution_shape=list(result.attribution.shape),
+            image_png=base64.b64encode(png).decode("ascii"),
+        )
+    )
+
+
+def _attribution_defaults(model: ServedModel) -> AttributionDefaults | None:
+    net = model.classifier
+    if net is None:
+        return None
+    occlusion = model.occlusion_defaults
+    return AttributionDefaults(
+        layer=net.last_convolution(),
+        layers=net.feature_layers,
+        classes=net.num_classes,
+        steps=DEFAULT_STEPS,
+        window=occlusion.window,
+        stride=occlusion.stride,
+        min_stride=occlusion.min_stride,
     )
 
 
@@ -109,5 +168,6 @@ def model_info(model: ServedModel) -> ModelInfo:
         labels=model.labels,
         temperature=model.temperature,
         assumption=model.checkpoint.assumption if model.checkpoint else None,
+        attribution=_attribution_defaults(model),
         metadata=model.metadata,
     )

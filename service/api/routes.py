@@ -12,6 +12,7 @@ from ..engine import (
     ErrorCode,
     RequestError,
     ServedModel,
+    attribution,
     invalid_parameters,
     not_ready,
     shutting_down,
@@ -23,12 +24,15 @@ from .dispatch import ModelRouteTable, read_json
 from .forms import openapi_form, read_form
 from .responses import (
     NPY_MEDIA_TYPE,
+    attribution_response,
     generation_response,
     model_info,
     reconstruction_response,
     visualisation_response,
 )
 from .schemas import (
+    AttributeForm,
+    AttributeResponse,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
@@ -80,6 +84,29 @@ async def visualise(request: Request) -> Response:
     key = ("visualise", form.layer, form.k, form.channel, form.method)
     job = VisualiseJob(uploads[0], encode)
     return await while_connected(request, engine.submit(model, key, job, 1))
+
+
+@model_routes.post(
+    "/attribute",
+    responses=image_responses(AttributeResponse, (NPY_MEDIA_TYPE,))
+    | error_responses(*UPLOAD_ROUTE_ERRORS),
+    openapi_extra=openapi_form(AttributeForm, "PNG, JPEG or WebP image"),
+)
+async def attribute(request: Request) -> Response:
+    """Show which pixels made a classifier's logit for a class (Grad-CAM, IG, occlusion...)."""
+    engine = engine_of(request)
+    form, uploads = await read_form(request, AttributeForm)
+    if len(uploads) > 1:
+        raise invalid_parameters("file: /attribute takes one image per request")
+    model = _chosen(engine, form.network, "attribute", "network" in form.model_fields_set)
+    fields = form.model_dump(exclude={"network", "format"})
+    wanted = attribution.resolve(model, attribution.AttributionRequest(**fields))
+
+    def encode(result):
+        return attribution_response(result, model, form.format)
+
+    work = attribution.attribute(engine, model, uploads[0], wanted, encode)
+    return await while_connected(request, work)
 
 
 @model_routes.post(

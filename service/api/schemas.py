@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from ..engine import DEFAULT_K, DEFAULT_METHOD
+from ..engine.attribution import DEFAULT_STEPS, MAX_STEPS
 
 MAX_GENERATE = 256
 MAX_TEMPERATURE = 2.0
@@ -16,6 +17,8 @@ MAX_LABEL = 999  # the largest label index a request may name; a model's own ran
 ImageFormat = Literal["png", "json", "npy"]
 # service.engine.METHODS, spelt out for the OpenAPI document (a test keeps the two equal)
 VisualiseMethod = Literal["deconvnet", "guided_backprop", "saliency"]
+# service.engine.attribution.METHODS, likewise
+AttributeMethod = Literal["gradcam", "guided_gradcam", "integrated_gradients", "occlusion"]
 
 
 def _json_integer(value: Any) -> Any:
@@ -79,6 +82,55 @@ class VisualiseForm(BaseModel):
     )
 
 
+class AttributeForm(BaseModel):
+    """The form fields of /attribute, next to the image in `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: str = Field(
+        "alexnet", description="alexnet, vgg16 or a classifier checkpoint such as cnn"
+    )
+    method: AttributeMethod = Field(
+        "gradcam",
+        description="gradcam (Selvaraju et al.), guided_gradcam (guided backpropagation times "
+        "Grad-CAM), integrated_gradients (Sundararajan et al.) or occlusion (Zeiler & Fergus); "
+        "docs/methods.md",
+    )
+    target: int | None = Field(
+        None, ge=0, description="The class whose logit is explained; by default the predicted"
+    )
+    layer: int | None = Field(
+        None,
+        ge=1,
+        description="gradcam and guided_gradcam: the 1-based feature layer whose output is "
+        "weighted; by default the last convolution (GET /models: attribution.layer)",
+    )
+    steps: int = Field(
+        DEFAULT_STEPS,
+        ge=1,
+        le=MAX_STEPS,
+        description="integrated_gradients: points of the Gauss-Legendre quadrature (passes)",
+    )
+    window: int | None = Field(
+        None,
+        ge=1,
+        description="occlusion: the side of the square of zeros, in input pixels; by default "
+        "the network's (GET /models: attribution.window)",
+    )
+    stride: int | None = Field(
+        None,
+        ge=1,
+        description="occlusion: the window's step, in input pixels; by default the network's "
+        "(GET /models: attribution.stride, at least attribution.min_stride)",
+    )
+    format: ImageFormat = Field(
+        "png",
+        description="png: the map over the input; json: that PNG, the target, the predicted "
+        "class and the top 5; npy: the map as float32, (1, H, W) for gradcam and occlusion, "
+        "(C, H, W) for the other two",
+    )
+
+
 class ReconstructForm(BaseModel):
     """The form fields of /reconstruct, next to the images in `file`."""
 
@@ -114,6 +166,44 @@ class VisualiseResponse(BaseModel):
     activation_shape: list[int] = Field(description="(C, h, w) of the layer's output")
     image_png: str = Field(description="Base64 PNG of the projection; zero is mid-grey")
     activations: list[KeptActivation] = Field(description="Kept activations, strongest first")
+
+
+class RankedClass(BaseModel):
+    """One class of the network's answer for the image."""
+
+    index: int
+    probability: float = Field(description="Softmax of the logits")
+    logit: float
+
+
+class AttributeResponse(BaseModel):
+    """`format=json` answer of /attribute."""
+
+    network: str
+    method: AttributeMethod
+    target: int = Field(description="The class whose logit the map explains")
+    predicted: int = Field(description="The class with the largest logit")
+    top: list[RankedClass] = Field(description="The five most probable classes, most first")
+    layer: int | None = Field(None, description="gradcam and guided_gradcam")
+    layer_name: str | None = None
+    steps: int | None = Field(None, description="integrated_gradients")
+    window: int | None = Field(None, description="occlusion")
+    stride: int | None = Field(None, description="occlusion")
+    input_shape: list[int] = Field(description="(C, H, W) of the network input")
+    attribution_shape: list[int] = Field(description="Shape of the map (format=npy)")
+    image_png: str = Field(description="Base64 PNG of the map over the input")
+
+
+class AttributionDefaults(BaseModel):
+    """/attribute's defaults for one network."""
+
+    layer: int = Field(description="Grad-CAM's layer: the last convolution")
+    layers: int = Field(description="Feature layers: `layer` may be 1 to this")
+    classes: int = Field(description="`target` may be 0 to this minus one")
+    steps: int
+    window: int
+    stride: int
+    min_stride: int = Field(description="The least stride (at most 1024 occlusions)")
 
 
 class ReconstructedImage(BaseModel):
@@ -266,6 +356,9 @@ class ModelInfo(BaseModel):
         None, description="The default `temperature` of /generate's prior samples (VAEs)"
     )
     assumption: str | None = None
+    attribution: AttributionDefaults | None = Field(
+        None, description="/attribute's defaults and ranges, for classifiers"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

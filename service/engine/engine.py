@@ -15,13 +15,14 @@ from ..models import exact_convolutions, resolve_device
 from ..runtime import freeze_loaded_objects, unfreeze_objects
 from ..settings import Settings
 from .atlases import ServedAtlas, atlas_files, find, load_atlases
+from .attribution import OPERATIONS as ATTRIBUTION_OPERATIONS
 from .batcher import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import ErrorCode, RequestError, not_ready, shutting_down
 from .generations import Action
 from .metrics import Metrics
 from .peers import Peers
 from .registry import ModelState, ServedModel, discover, load, rediscover
-from .runner import CodecPool, ThreadShare, make_predict, single_threaded
+from .runner import OPERATIONS, CodecPool, ThreadShare, make_predict, single_threaded
 from .watch import changed, checkpoint_files
 
 log = logging.getLogger("unconv")
@@ -122,7 +123,14 @@ class Engine:
     def _batcher(self, model: ServedModel) -> Batcher:
         s = self.settings
         batcher = Batcher(
-            make_predict(model, self.device, s.max_image_pixels, self.codec, self.threads),
+            make_predict(
+                model,
+                self.device,
+                s.max_image_pixels,
+                self.codec,
+                self.threads,
+                OPERATIONS | ATTRIBUTION_OPERATIONS,
+            ),
             max_batch_size=s.max_batch_size,
             max_delay_s=s.max_delay_ms / 1000,
             max_queue=s.max_queue,

@@ -234,3 +234,33 @@ def projection_to_image(projection: torch.Tensor) -> torch.Tensor:
     strongest value of either sign reaches black or white."""
     scale = projection.abs().max().clamp_min(1e-12)
     return 0.5 + 0.5 * projection / scale
+
+
+_WARM = torch.tensor([1.0, 0.25, 0.0]).view(3, 1, 1)  # where the map is positive
+_COOL = torch.tensor([0.0, 0.45, 1.0]).view(3, 1, 1)  # where it is negative
+
+
+def attribution_to_image(image: torch.Tensor, attribution: torch.Tensor) -> torch.Tensor:
+    """
+    An attribution map drawn over its input: the input in grey, tinted warm where the map is
+    positive and cool where it is negative, the more strongly the larger the value (scaled
+    per image so that the largest magnitude gets the full tint).
+
+    Parameters
+    ----------
+    image : (C, H, W) torch.Tensor
+        The input as intensities in [0, 1].
+    attribution : (1 or C, H, W) torch.Tensor
+        The map; its channels are summed.
+
+    Returns
+    -------
+    overlay : (3, H, W) torch.Tensor
+        Intensities in [0, 1].
+    """
+    grey = image.clamp(0, 1).mean(dim=0, keepdim=True).expand(3, -1, -1)
+    signed = attribution.sum(dim=0, keepdim=True)
+    signed = signed / signed.abs().max().clamp_min(1e-12)  # (1, H, W) in [-1, 1]
+    strength = 0.85 * signed.abs()
+    tint = torch.where(signed >= 0, _WARM, _COOL)
+    return (1 - strength) * (0.25 + 0.5 * grey) + strength * tint

@@ -19,6 +19,8 @@ from ..models import (
     Checkpoint,
     CheckpointError,
     LabelPrior,
+    OcclusionDefaults,
+    UndoableClassifier,
     UndoableSequential,
     WeightsUnavailable,
     candidate_count,
@@ -35,8 +37,8 @@ log = logging.getLogger("unconv")
 ENDPOINTS = {
     "autoencoder": ["reconstruct"],
     "vae": ["reconstruct", "generate"],
-    "classifier": ["visualise"],
-    "network": ["visualise"],
+    "classifier": ["visualise", "attribute"],
+    "network": ["visualise", "attribute"],
 }
 _RETRAIN = {"autoencoder": "ae", "vae": "vae", "classifier": "cnn"}
 
@@ -60,6 +62,8 @@ class ServedModel:
     reason: str | None = None
     checkpoint: Checkpoint | None = None
     deconv: UndoableSequential | None = None
+    # the whole classifier, sharing the feature stack's modules with ``deconv``
+    classifier: UndoableClassifier | None = None
     layer_shapes: list[tuple[int, int, int]] = field(default_factory=list)
     image_spec: ImageSpec | None = None
     metadata: dict = field(default_factory=dict)
@@ -129,6 +133,13 @@ class ServedModel:
                 f"k={k} is too large: layer {layer} of "
                 f"{self.name} has {candidates} activations to choose from"
             )
+
+    @property
+    def occlusion_defaults(self) -> OcclusionDefaults | None:
+        """/attribute's occlusion window and stride for this classifier's inputs."""
+        if self.classifier is None:
+            return None
+        return OcclusionDefaults.of(self.image_spec.size)
 
 
 def discover(settings: Settings) -> dict[str, ServedModel]:
@@ -212,10 +223,13 @@ def load(model: ServedModel, settings: Settings, device: torch.device) -> None:
 
 def _load_network(model: ServedModel, settings: Settings, device: torch.device) -> None:
     spec = TORCHVISION_NETWORKS[model.name]
-    network = load_torchvision_network(model.name, allow_download=settings.allow_download)
+    network = load_torchvision_network(
+        model.name, allow_download=settings.allow_download, classifier=True
+    )
     model.image_spec = ImageSpec(3, spec.input_size, spec.normalisation, spec.resize_size)
     model.metadata = {"weights": f"IMAGENET1K_V1 ({spec.weights_file})", "source": "torchvision"}
     _prepare_deconv(model, network.features, device)
+    model.classifier = UndoableClassifier(network.features, network.head).to(device).eval()
 
 
 def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
@@ -234,6 +248,8 @@ def _load_checkpoint(model: ServedModel, device: torch.device) -> None:
     model.image_spec = ImageSpec(checkpoint.config.in_channels, height, checkpoint.normalisation)
     if model.kind == "classifier":
         _prepare_deconv(model, checkpoint.model.features, device)
+        net = checkpoint.model
+        model.classifier = UndoableClassifier(net.features, net.classifier).to(device).eval()
 
 
 def _prepare_deconv(model: ServedModel, features: torch.nn.Sequential, device) -> None:

@@ -11,7 +11,7 @@ its own request: its result is the ``RequestError``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ class GenerateJob:
     encode: Encode
 
 
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True)
     return x
@@ -169,7 +169,7 @@ class ThreadShare:
             torch.set_num_threads(before)
 
 
-def _decode_all(
+def decode_all(
     jobs: list, decode: Callable, pool: CodecPool
 ) -> tuple[list[int], list[torch.Tensor], dict]:
     """Decode every job; returns the indices that worked, their inputs, and the failures."""
@@ -190,7 +190,7 @@ def _decode_all(
     return ok, inputs, failed
 
 
-def _in_order(count: int, ok: list[int], answers: list, failed: dict) -> list:
+def in_order(count: int, ok: list[int], answers: list, failed: dict) -> list:
     results = [failed.get(i) for i in range(count)]
     for i, answer in zip(ok, answers, strict=True):
         results[i] = answer
@@ -200,7 +200,7 @@ def _in_order(count: int, ok: list[int], answers: list, failed: dict) -> list:
 def reconstruct(model: ServedModel, inputs: list[torch.Tensor], device) -> list[Reconstruction]:
     """(n_i, C, H, W) normalised inputs -> one reconstruction per request."""
     net = model.checkpoint.model
-    x = _to_device(torch.cat(inputs), device)
+    x = to_device(torch.cat(inputs), device)
     sizes = _sizes(inputs)
     if model.kind == "vae":
         mean, log_var = net.encode(x)
@@ -222,7 +222,7 @@ def visualise(
 ) -> list[Visualisation]:
     """(1, C, H, W) normalised images -> one visualisation each, every one its own top-k,
     projected by ``method`` (a name in ``service.models.METHODS``)."""
-    x = _to_device(torch.cat(inputs), device)
+    x = to_device(torch.cat(inputs), device)
     vis = model.deconv.visualise(x, layer, k, channel, method)
     cpu = [t.cpu() for t in (vis.projection, vis.channel, vis.y, vis.x, vis.value)]
     return [
@@ -233,7 +233,7 @@ def visualise(
 
 def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torch.Tensor]:
     """(n_i, latent) codes -> (n_i, C, H, W) images per request."""
-    images = model.checkpoint.model.decode(_to_device(torch.cat(codes), device)).cpu()
+    images = model.checkpoint.model.decode(to_device(torch.cat(codes), device)).cpu()
     return list(images.split(_sizes(codes)))
 
 
@@ -268,22 +268,22 @@ def _predict_reconstruct(runner: ModelRunner, jobs: list[ReconstructJob]) -> lis
         return torch.cat([runner.image(upload) for upload in job.uploads])
 
     with tracing.phase("decode"):
-        ok, inputs, failed = _decode_all(jobs, decode, runner.pool)
+        ok, inputs, failed = decode_all(jobs, decode, runner.pool)
     with tracing.phase("forward pass"), runner.threads.forward(sum(len(x) for x in inputs)):
         outputs = reconstruct(runner.model, inputs, runner.device) if inputs else []
     with tracing.phase("encode"):
         answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
-    return _in_order(len(jobs), ok, answers, failed)
+    return in_order(len(jobs), ok, answers, failed)
 
 
 def _predict_visualise(runner: ModelRunner, jobs: list[VisualiseJob], *params) -> list:
     with tracing.phase("decode"):
-        ok, inputs, failed = _decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
+        ok, inputs, failed = decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
     with tracing.phase("forward pass"), runner.threads.forward(len(inputs)):
         outputs = visualise(runner.model, inputs, runner.device, *params) if inputs else []
     with tracing.phase("encode"):
         answers = runner.pool.map(lambda i, out: jobs[i].encode(out), ok, outputs)
-    return _in_order(len(jobs), ok, answers, failed)
+    return in_order(len(jobs), ok, answers, failed)
 
 
 # the first item of a batcher key names the operation; the rest are its shared parameters
@@ -300,22 +300,23 @@ def make_predict(
     max_pixels: int,
     pool: CodecPool,
     threads: ThreadShare,
+    operations: Mapping[str, Callable[..., list]] = OPERATIONS,
 ):
     """The ``predict(key, jobs)`` of a model's batcher. The key's first item names the
-    operation (a key of ``OPERATIONS``) and the rest are the parameters the whole batch
+    operation (a key of ``operations``) and the rest are the parameters the whole batch
     shares; every result is what the job's ``encode`` made of it, or the error of that one
     request."""
     runner = ModelRunner(model, device, max_pixels, pool, threads)
 
     def predict(key: Hashable, jobs: list) -> list[Any]:
         operation, *params = key
-        if operation not in OPERATIONS:
+        if operation not in operations:
             raise ValueError(
-                f"expected an operation in {sorted(OPERATIONS)} but received {operation!r}"
+                f"expected an operation in {sorted(operations)} but received {operation!r}"
             )
         try:
             with threads.batch(), torch.inference_mode():
-                return OPERATIONS[operation](runner, jobs, *params)
+                return operations[operation](runner, jobs, *params)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()  # the batcher retries smaller halves
             raise

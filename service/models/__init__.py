@@ -12,7 +12,10 @@ from .atlas import (
 from .attribution import (
     ATTRIBUTION_METHODS,
     DEFAULT_STEPS,
+    MAX_OCCLUSIONS,
+    MAX_STEPS,
     IntegratedGradientsPlan,
+    OcclusionDefaults,
     OcclusionPlan,
     gradcam,
     guided_gradcam,
@@ -31,7 +34,7 @@ from .checkpoint import (
     save_checkpoint,
     write_atomically,
 )
-from .classifier import UndoableClassifier
+from .classifier import PREDICTED, UndoableClassifier
 from .cnn import CNNConfig, MnistCNN
 from .deconvnet import (
     DEFAULT_K,
@@ -85,6 +88,10 @@ __all__ = [
     "save_atlas",
     "ATTRIBUTION_METHODS",
     "DEFAULT_STEPS",
+    "MAX_OCCLUSIONS",
+    "MAX_STEPS",
+    "OcclusionDefaults",
+    "PREDICTED",
     "ImageNetClassifier",
     "IntegratedGradientsPlan",
     "OcclusionPlan",

@@ -35,6 +35,33 @@ from .deconvnet import RELU_RULES
 
 ATTRIBUTION_METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "occlusion")
 DEFAULT_STEPS = 50  # Captum's default n_steps
+MAX_STEPS = 256
+MAX_OCCLUSIONS = 1024  # window positions of one image
+
+
+@dataclass(frozen=True)
+class OcclusionDefaults:
+    """Occlusion's window and stride for square inputs of one size, in pixels.
+
+    Attributes
+    ----------
+    window, stride : int
+        The defaults: a seventh of the side, moved by half its side.
+    min_stride : int
+        The least stride that keeps the positions within ``MAX_OCCLUSIONS`` for any window.
+    """
+
+    window: int
+    stride: int
+    min_stride: int
+
+    @classmethod
+    def of(cls, size: int) -> OcclusionDefaults:
+        window = max(1, size // 7)
+        min_stride = next(
+            s for s in range(1, size + 1) if (-(-(size - 1) // s) + 1) ** 2 <= MAX_OCCLUSIONS
+        )
+        return cls(window, max(min_stride, window // 2, 1), min_stride)
 
 
 def _cam(activations: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
@@ -62,7 +89,7 @@ def gradcam(
     x : (N, C, H, W) torch.Tensor
         Normalised images.
     target : (N,) torch.Tensor of int64
-        The class whose logit each image's map explains.
+        The class whose logit each image's map explains; ``PREDICTED`` for the predicted one.
     layer : int, optional
         1-based feature layer whose output is weighted; by default the last convolution.
 
@@ -195,7 +222,9 @@ class OcclusionPlan:
     image : (1, C, H, W) torch.Tensor
         The normalised image.
     window, stride : int
-        The window's side and its step, in pixels: ``1 <= stride <= window <= min(H, W)``.
+        The window's side and its step, in pixels: ``1 <= window <= min(H, W)``, and
+        ``stride >= 1``. Captum asks for ``stride <= window``; a longer stride leaves pixels
+        that no window covers, whose attribution is zero.
     """
 
     image: torch.Tensor
@@ -208,8 +237,8 @@ class OcclusionPlan:
             raise ValueError(
                 f"expected window in [1, {min(height, width)}] but received {self.window}"
             )
-        if not 1 <= self.stride <= self.window:
-            raise ValueError(f"expected stride in [1, {self.window}] but received {self.stride}")
+        if self.stride < 1:
+            raise ValueError(f"expected stride >= 1 but received {self.stride}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -245,7 +274,7 @@ class OcclusionPlan:
         # each window's drop spread over its pixels: the transposed convolution of the grid
         total = F.conv_transpose2d(drops, kernel, stride=self.stride)[..., :height, :width]
         covering = F.conv_transpose2d(ones, kernel, stride=self.stride)[..., :height, :width]
-        return total / covering
+        return total / covering.clamp_min(1)  # uncovered pixels (stride > window): zero
 
 
 def occlusion(

@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from .deconvnet import RELU_RULES, ReluRule, UndoableConv2d, UndoableSequential
 
+PREDICTED = -1  # as a target: the class the network predicts for the input
+
 
 class UndoableLinear(nn.Module):
     """Wrapper around a linear layer, undone by its transposed weight (no bias)."""
@@ -140,9 +142,11 @@ class UndoableClassifier(UndoableSequential):
             raise ValueError("the head holds no linear layer")
         return linear[-1].out_features
 
-    def check_target(self, target: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless every target is a class index."""
-        bad = target[(target < 0) | (target >= self.num_classes)]
+    def check_target(self, target: torch.Tensor, predicted: bool = False) -> None:
+        """Raise ``ValueError`` unless every target is a class index (or ``PREDICTED`` when
+        ``predicted``)."""
+        low = PREDICTED if predicted else 0
+        bad = target[((target < 0) & (target != low)) | (target >= self.num_classes)]
         if len(bad):
             raise ValueError(
                 f"expected target in [0, {self.num_classes - 1}] but received {bad[0].item()}"
@@ -163,7 +167,8 @@ class UndoableClassifier(UndoableSequential):
         x : (N, C, H, W) torch.Tensor
             The inputs.
         target : (N,) torch.Tensor of int64
-            The class whose logit each sample's undo starts from.
+            The class whose logit each sample's undo starts from; ``PREDICTED`` for the one
+            with the largest logit.
         rules : dict of int to ReluRule
             For each layer to stop at (0: the input), the rule of the undo down to it;
             ``RELU_RULES["saliency"]`` gives the logit's gradient there.
@@ -179,11 +184,12 @@ class UndoableClassifier(UndoableSequential):
         kept : torch.Tensor or None
             The output of layer ``keep``, e.g. (N, C, h, w).
         """
-        self.check_target(target)
+        self.check_target(target, predicted=True)
         keep_masks = any(rule.mask for rule in rules.values())
         split = keep if keep is not None else 0
         kept, early = self.forward(x, until=split, keep_masks=keep_masks)
         logits, late = self.forward(kept, keep_masks=keep_masks, start=split)
+        target = torch.where(target == PREDICTED, logits.argmax(dim=1), target)
         seed = F.one_hot(target, logits.shape[1]).to(logits.dtype)  # d(logit[target])/d(logits)
         context = early + late
         signals = {down: self.undo(seed, context, rule, down) for down, rule in rules.items()}

@@ -35,6 +35,7 @@ async def test_every_model_route_documents_its_errors_with_the_error_body(make_c
     uploads = {"400", "401", "404", "413", "415", "422", "499", "500", "503", "504"}
     for path, statuses in (
         ("/visualise", uploads),
+        ("/attribute", uploads),
         ("/reconstruct", uploads),
         ("/generate", uploads - {"400", "415"}),
     ):
@@ -93,6 +94,40 @@ async def test_the_stated_edges_are_where_the_service_answers_change(make_client
     client, _ = await make_client()
     files = {"file": ("x.png", png_bytes(), "image/png")}
     r = await client.post("/visualise", files=files, data={"network": "cnn", **fields})
+    assert r.status_code == status, r.text
+
+
+async def test_the_document_states_each_classifiers_attribution_ranges(make_client):
+    client, _ = await make_client(networks=["alexnet"])
+    attribute = _form((await client.get("/openapi.json")).json(), "/attribute")
+    assert attribute["properties"]["network"]["anyOf"][0]["enum"] == ["alexnet", "cnn"]
+    branches = {b["properties"]["network"].get("const", "alexnet"): b for b in attribute["anyOf"]}
+    integer = {k: v["anyOf"][0] for k, v in branches["cnn"]["properties"].items() if k != "network"}
+    assert integer["target"] == {"type": "integer", "minimum": 0, "maximum": 9}
+    assert integer["layer"] == {"type": "integer", "minimum": 1, "maximum": 6}
+    assert integer["window"] == {"type": "integer", "minimum": 1, "maximum": 28}
+    assert integer["stride"] == {"type": "integer", "minimum": 1}
+    alexnet = branches["alexnet"]["properties"]
+    assert alexnet["stride"]["anyOf"][0]["minimum"] == 8  # at most 1024 occlusions of 224 px
+    assert alexnet["target"]["anyOf"][0]["maximum"] == 999
+
+
+@pytest.mark.parametrize(
+    "fields, status",
+    [
+        ({"target": "9", "layer": "6"}, 200),
+        ({"target": "10"}, 422),
+        ({"layer": "7"}, 422),
+        ({"method": "occlusion", "window": "28", "stride": "1"}, 200),
+        ({"method": "occlusion", "window": "29"}, 422),
+        ({"method": "integrated_gradients", "steps": "256"}, 200),
+        ({"method": "integrated_gradients", "steps": "257"}, 422),
+    ],
+)
+async def test_attributions_stated_edges_are_where_the_answers_change(make_client, fields, status):
+    client, _ = await make_client()
+    files = {"file": ("x.png", png_bytes(), "image/png")}
+    r = await client.post("/attribute", files=files, data={"network": "cnn", **fields})
     assert r.status_code == status, r.text
 
 

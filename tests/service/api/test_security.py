@@ -102,6 +102,7 @@ async def test_a_pickle_in_place_of_a_checkpoint_is_refused(
 
 MODEL_ROUTES = [
     ("POST", "/visualise"),
+    ("POST", "/attribute"),
     ("POST", "/reconstruct"),
     ("POST", "/generate"),
     ("GET", "/models"),

@@ -23,6 +23,7 @@ from torch import nn
 from torchvision import models
 
 from service.models import (
+    PREDICTED,
     IntegratedGradientsPlan,
     MnistCNN,
     OcclusionPlan,
@@ -114,10 +115,15 @@ def test_gradcam_equals_captum(case):
     torch.testing.assert_close(logits, case.reference(case.x))
 
 
-def test_gradcam_defaults_to_the_last_convolution(cnn_case):
+def test_gradcam_defaults_to_the_last_convolution_and_the_predicted_class(cnn_case):
     assert cnn_case.layer == 4  # conv, relu, pool, conv, relu, pool
     default = gradcam(cnn_case.ours, cnn_case.x, cnn_case.target)[1]
     assert torch.equal(default, gradcam(cnn_case.ours, cnn_case.x, cnn_case.target, 4)[1])
+    predicted = cnn_case.reference(cnn_case.x).argmax(dim=1)
+    unnamed = torch.full_like(predicted, PREDICTED)
+    for method in (gradcam, guided_gradcam):
+        expected = method(cnn_case.ours, cnn_case.x, predicted)[1]
+        assert torch.equal(method(cnn_case.ours, cnn_case.x, unnamed)[1], expected)
 
 
 def test_guided_gradcam_equals_captum(case):
@@ -210,7 +216,7 @@ def test_bad_arguments_are_named(cnn_case):
         integrated_gradients(net, x, torch.tensor([1]), steps=0)
     with pytest.raises(ValueError, match=r"expected window in \[1, 28\] but received 29"):
         occlusion(net, x, torch.tensor([1]), window=29, stride=1)
-    with pytest.raises(ValueError, match=r"expected stride in \[1, 4\] but received 5"):
-        occlusion(net, x, torch.tensor([1]), window=4, stride=5)
+    with pytest.raises(ValueError, match="expected stride >= 1 but received 0"):
+        occlusion(net, x, torch.tensor([1]), window=4, stride=0)
     with pytest.raises(ValueError, match=r"expected target in \[0, 9\] but received -1"):
         occlusion(net, x, torch.tensor([-1]), window=4, stride=2)
