@@ -13,9 +13,13 @@ Two things JSON Schema cannot say, and the fuzzer must know to send valid reques
 - a v2 inference request's tensor ``data`` holds as many values as its ``shape`` says: the
   valid requests get data drawn to fit (``map_case``).
 
-And one quirk of schemathesis: its coverage scenario "multipart body with custom encoding"
+And quirks of schemathesis: its coverage scenario "multipart body with custom encoding"
 sends the required ``layer`` of /visualise as an empty string, which is no integer (the
-service reads an empty field as absent, as browsers send them, and then asks for ``layer``).
+service reads an empty field as absent, as browsers send them, and then asks for ``layer``);
+and its coverage phase calls a body with the file alone positive for /attribute, whose every
+field is optional, where the served networks' branches (``anyOf``) require ``network`` when
+the default network is not served: positive /attribute bodies are checked against the whole
+schema.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ def filter_case(context, case) -> bool:
         return _consistent_counts(case.body) and _consistent_labels(case.body)
     if case.operation.path == "/visualise":
         return case.body.get("layer") != ""
+    if case.operation.path == "/attribute":
+        return _valid_form(case)
     return True
 
 

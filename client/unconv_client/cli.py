@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=("deconvnet", "guided_backprop", "saliency"), default=_GIVEN
     )
     vis.add_argument("--format", choices=("png", "json", "npy"), default=_GIVEN)
+    att = sub.add_parser("attribute", help="which pixels made a classifier's class")
+    att.add_argument("image", type=Path)
+    att.add_argument("--network", default=_GIVEN)
+    att.add_argument(
+        "--method",
+        choices=("gradcam", "guided_gradcam", "integrated_gradients", "occlusion"),
+        default=_GIVEN,
+    )
+    for name in ("target", "layer", "steps", "window", "stride"):
+        att.add_argument(f"--{name}", type=int, default=_GIVEN)
+    att.add_argument("--format", choices=("png", "json", "npy"), default=_GIVEN)
     rec = sub.add_parser("reconstruct", help="auto-encoder / VAE reconstruction of images")
     rec.add_argument("images", type=Path, nargs="+")
     rec.add_argument("--model", default=_GIVEN)
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     atlas.add_argument("channel", type=int)
     atlas.add_argument("--format", choices=("png", "json"), default=_GIVEN)
     atlas.add_argument("--top", type=int, default=_GIVEN, help="only the strongest few")
-    for command in (vis, rec, gen, atlas):
+    for command in (vis, att, rec, gen, atlas):
         command.add_argument("-o", "--out", type=Path, help="where to write the image or array")
     sub.add_parser("models", help="list the servable models")
     sub.add_parser("atlases", help="list the feature atlases")

@@ -85,6 +85,43 @@ class _Operations:
             {"method": "POST", "url": "/visualise", "files": files, "data": _form(fields)}
         )
 
+    def attribute(
+        self,
+        image: ImageInput,
+        *,
+        network: str | None = None,
+        method: str | None = None,
+        target: int | None = None,
+        layer: int | None = None,
+        steps: int | None = None,
+        window: int | None = None,
+        stride: int | None = None,
+        format: str | None = None,
+    ) -> Any:
+        """Which pixels of ``image`` made a classifier's logit for ``target`` (by default the
+        predicted class).
+
+        ``method``: ``gradcam``, ``guided_gradcam`` (at ``layer``), ``integrated_gradients``
+        (``steps``) or ``occlusion`` (``window``, ``stride``). ``format``: ``png`` -> the map
+        over the image; ``json`` -> a dict with ``image``, ``target``, ``predicted`` and the
+        ``top`` five classes; ``npy`` -> a float32 array, (1, H, W) for ``gradcam`` and
+        ``occlusion``, (C, H, W) for the other two.
+        """
+        fields = _given(
+            network=network,
+            method=method,
+            target=target,
+            layer=layer,
+            steps=steps,
+            window=window,
+            stride=stride,
+            format=format,
+        )
+        files = [("file", _upload(image, 0))]
+        return self._call(
+            {"method": "POST", "url": "/attribute", "files": files, "data": _form(fields)}
+        )
+
     def reconstruct(
         self,
         images: ImageInput | Sequence[ImageInput],

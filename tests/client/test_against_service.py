@@ -52,6 +52,11 @@ def test_every_endpoint_returns_images_and_arrays(client):
         224,
         224,
     )
+    why = client.attribute(png_bytes(), network="cnn", method="occlusion", format="json")
+    assert why["image"].size == (28, 28) and why["target"] == why["predicted"]
+    assert len(why["top"]) == 5 and why["window"] == 4
+    cam = client.attribute(png_bytes(), network="cnn", target=3, format="npy")
+    assert cam.shape == (1, 28, 28) and cam.dtype == np.float32 and cam.min() >= 0
     assert {m["name"] for m in client.models()} >= {"ae", "vae", "cnn", "alexnet"}
     assert client.ready()["status"] == "ok"
 

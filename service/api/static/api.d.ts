@@ -5,6 +5,7 @@
 export type Base64Png = string;
 export type ImageFormat = "png" | "json" | "npy";
 export type VisualiseMethod = "deconvnet" | "guided_backprop" | "saliency";
+export type AttributeMethod = "gradcam" | "guided_gradcam" | "integrated_gradients" | "occlusion";
 
 /** An answer other than 2xx, or no answer at all (status 0). */
 export declare class ApiError extends Error {
@@ -33,7 +34,54 @@ export interface ModelInfo {
   layers?: string[] | null;
   labels?: string[] | null;
   assumption?: string | null;
+  /** /attribute's defaults and ranges; classifiers only. */
+  attribution?: AttributionDefaults | null;
   metadata: Record<string, unknown>;
+}
+
+export interface AttributionDefaults {
+  layer: number;
+  layers: number;
+  classes: number;
+  steps: number;
+  window: number;
+  stride: number;
+  min_stride: number;
+}
+
+export interface AttributeOptions {
+  network?: string;
+  method?: AttributeMethod | null;
+  target?: number | null;
+  layer?: number | null;
+  steps?: number | null;
+  window?: number | null;
+  stride?: number | null;
+  format?: ImageFormat;
+}
+
+export interface RankedClass {
+  index: number;
+  probability: number;
+  logit: number;
+}
+
+export interface AttributeResponse {
+  network: string;
+  method: AttributeMethod;
+  target: number;
+  predicted: number;
+  /** The five most probable classes, most first. */
+  top: RankedClass[];
+  layer?: number | null;
+  layer_name?: string | null;
+  steps?: number | null;
+  window?: number | null;
+  stride?: number | null;
+  input_shape: number[];
+  attribution_shape: number[];
+  /** The map over the input: warm where it is positive, cool where negative. */
+  image_png: Base64Png;
 }
 
 export interface VisualiseOptions {
@@ -168,6 +216,12 @@ export declare class UnconvApi {
     options: O,
     signal?: AbortSignal,
   ): Promise<Answer<O["format"] extends ImageFormat ? O["format"] : "json", VisualiseResponse>>;
+  /** JSON unless `format` says "png" or "npy" (then a Blob). */
+  attribute<O extends AttributeOptions>(
+    image: Blob,
+    options?: O,
+    signal?: AbortSignal,
+  ): Promise<Answer<O["format"] extends ImageFormat ? O["format"] : "json", AttributeResponse>>;
   reconstruct<O extends ReconstructOptions>(
     images: Blob | Blob[],
     options?: O,

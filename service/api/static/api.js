@@ -69,6 +69,31 @@ export class UnconvApi {
   }
 
   /**
+   * Which pixels of one image made a classifier's logit for `target` (omitted: the predicted
+   * class), by `method`: "gradcam", "guided_gradcam", "integrated_gradients" or "occlusion"
+   * (omitted: the service's default). JSON (the default here): { image_png (the map over the
+   * image), target, predicted, top: [{ index, probability, logit }], attribution_shape, ... };
+   * "png" or "npy": a Blob.
+   */
+  attribute(
+    image,
+    {
+      network,
+      method = null,
+      target = null,
+      layer = null,
+      steps = null,
+      window = null,
+      stride = null,
+      format = "json",
+    } = {},
+    signal,
+  ) {
+    const fields = { network, method, target, layer, steps, window, stride, format };
+    return this.request("attribute", { body: imageForm([image], fields), signal, format });
+  }
+
+  /**
    * Reconstructions of one or more images; JSON: { images: [{ image_png, mean, log_var }] }.
    * `model` left out (or null) is the service's default.
    */

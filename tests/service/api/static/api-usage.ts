@@ -8,6 +8,9 @@ export async function uses(file: File, canvas: Blob): Promise<string[]> {
   const projection = await api.visualise(file, { network: "cnn", layer: 4, method: "saliency" });
   const top: number = projection.activations[0].value;
   const png: Blob = await api.visualise(file, { layer: 2, format: "png" });
+  const why = await api.attribute(file, { network: "cnn", method: "occlusion", window: 4 });
+  const likeliest: number = why.top[0].probability + why.target + why.predicted;
+  const cam: Blob = await api.attribute(file, { method: "gradcam", format: "npy" });
   const { images } = await api.reconstruct([file, canvas], { model: "vae" });
   const samples = await api.generate({ n: 16, seed: 7, label: 3 });
   const grid: Blob = await api.generate({ n: 4, format: "png" });
@@ -19,6 +22,8 @@ export async function uses(file: File, canvas: Blob): Promise<string[]> {
     await api.visualise(file, { network: "cnn" });
     // @ts-expect-error: not a method of the service
     await api.visualise(file, { layer: 1, method: "gradcam" });
+    // @ts-expect-error: a /visualise method, not an attribution method
+    await api.attribute(file, { method: "deconvnet" });
     // @ts-expect-error: /generate has no field `count`
     await api.generate({ count: 3 });
     // @ts-expect-error: the atlas answers PNG or JSON, no .npy
@@ -29,7 +34,7 @@ export async function uses(file: File, canvas: Blob): Promise<string[]> {
   return [
     models[0].name,
     String(top),
-    String(png.size + grid.size + figure.size),
+    String(png.size + grid.size + figure.size + cam.size + likeliest),
     imageUrl(entries[0].projection_png),
     imageUrl(images[0].image_png),
     String(samples.seed),
