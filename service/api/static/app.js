@@ -1,7 +1,8 @@
 // The page: tabs, the list of models, the API's contract (/openapi.json, for the bounds and
-// choices it states), and the four panels, which share one `page` object.
+// choices it states), and the panels, which share one `page` object.
 
 import { UnconvApi } from "./api.js";
+import { AttributePanel } from "./attribute.js";
 import { FeaturesPanel } from "./features.js";
 import { GeneratePanel } from "./generate.js";
 import { ReconstructPanel } from "./reconstruct.js";
@@ -10,6 +11,7 @@ import { VisualisePanel } from "./visualise.js";
 
 const PANELS = {
   visualise: VisualisePanel,
+  attribute: AttributePanel,
   reconstruct: ReconstructPanel,
   generate: GeneratePanel,
   features: FeaturesPanel,

@@ -185,6 +185,40 @@ def test_visualise_method_choice_and_the_methods_side_by_side(visit, api):
     assert v.errors == []
 
 
+def test_attribute_shows_four_maps_the_top_five_and_a_target_picker(visit, api):
+    from playwright.sync_api import expect
+
+    v = visit()
+    page = v.page
+    page.locator("#tab-visualise").focus()
+    page.keyboard.press("ArrowRight")  # the tab beside Visualise, with the keyboard
+    expect(page.locator("#tab-attribute")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#att-network")).to_have_value("cnn")
+    methods = ("gradcam", "guided_gradcam", "integrated_gradients", "occlusion")
+    for method in methods:
+        expect(page.locator(f'[data-method="{method}"] img')).to_have_attribute("src", DATA_PNG)
+    expect(page.locator("#att-top button")).to_have_count(5)
+    # the page's map is the API's answer to the same request (the cnn starts from the 4)
+    sample = api.get("/static/samples/digit-4.png").content
+    fields = {"network": "cnn", "method": "occlusion", "format": "json"}
+    answer = api.post("/attribute", files={"file": ("d.png", sample)}, data=fields).json()
+    occlusion = page.locator('[data-method="occlusion"] img')
+    expect(occlusion).to_have_attribute("src", f"data:image/png;base64,{answer['image_png']}")
+    first, second = answer["top"][0]["index"], answer["top"][1]["index"]
+    expect(page.locator("#att-top button").first).to_contain_text(f"class {first}:")
+    expect(occlusion).to_have_attribute("alt", re.compile(f"class {first} over the input"))
+    # explain the second likeliest class instead, with the keyboard
+    page.locator("#att-top button").nth(1).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#att-target")).to_have_value(str(second))
+    for method in methods:
+        img = page.locator(f'[data-method="{method}"] img')
+        expect(img).to_have_attribute("alt", re.compile(f"class {second} over the input"))
+    v.shoot("attribute")
+    assert axe_violations(page) == []
+    assert v.errors == []
+
+
 def test_reconstruct_draws_and_every_model_answers_while_drawing(visit, api):
     from playwright.sync_api import expect
 
