@@ -31,6 +31,7 @@ from devkit.server import ROOT, free_port, wait_ready
 from service.runtime import keep_freed_memory
 
 from . import wrk
+from .attribution import attribution_versus_captum
 from .goals import beside_medians
 from .gpu import gpu_section
 from .latency import low_load_latency
@@ -276,6 +277,7 @@ def run(plan: Plan, quick: bool) -> dict:
             **paired_scenarios(env, requests, plan),
             "litserve": litserve_scenarios(env, requests, plan),
             "latency": low_load_latency(env, requests, plan.latency_s, plan.latency_rounds),
+            "attribution": attribution_versus_captum(env, plan.seconds),
             "gpu": gpu_section(env, requests, plan.seconds),
         }
 

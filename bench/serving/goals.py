@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from .attribution import goals as attribution_goals
+
 Goal = tuple[str, str, bool]
 
 # the low-load comparisons with the naive peer: one request of each route
@@ -263,4 +265,4 @@ def gpu(r: dict) -> list[Goal]:
 
 
 def all_goals(r: dict) -> list[Goal]:
-    return throughput(r) + latency(r) + sanity(r) + gpu(r)
+    return throughput(r) + latency(r) + attribution_goals(r) + sanity(r) + gpu(r)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from .attribution import report_lines
 from .goals import ROUTES, all_goals, at, beside_medians, gpu, latency_pairs, ratio
 
 COLUMNS = [
@@ -279,7 +280,7 @@ def _memory(r: dict) -> list[str]:
 
 
 def write_report(r: dict, path: Path) -> None:
-    sections = [_header, _goals, _cpu, _ceiling, _loads, _latency, _gpu, _memory]
+    sections = [_header, _goals, _cpu, _ceiling, _loads, _latency, report_lines, _gpu, _memory]
     path.write_text("\n".join(line for section in sections for line in section(r)))
 
 

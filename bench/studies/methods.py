@@ -1,5 +1,5 @@
-"""The visualiser's three methods side by side on the served cnn: docs/methods.json, its picture
-and docs/methods.md, rendered from the JSON.
+"""The visualiser's three methods side by side on the served cnn, and the four of /attribute:
+docs/methods.json, its pictures and docs/methods.md, rendered from the JSON.
 
 Usage: ``python -m bench.studies.methods [--checkpoint checkpoints/cnn] [--docs docs]``
 """
@@ -19,9 +19,16 @@ import torch
 from torchvision import models
 
 from service.engine.imaging import projection_to_image
-from service.models import METHODS, MNIST_NORMALISATION, UndoableSequential, load_checkpoint
+from service.models import (
+    METHODS,
+    MNIST_NORMALISATION,
+    UndoableClassifier,
+    UndoableSequential,
+    load_checkpoint,
+)
 from training.data import load_mnist_5k
 
+from . import attribution
 from .common import pyplot
 
 K = 9
@@ -211,6 +218,7 @@ def render(data: dict) -> str:
         f"Rows: {len(PICTURE_DIGITS)} held-out digits, each under the three methods; columns: "
         f"the input, then layers 1 to {len(data['layers'])} of the served cnn, k = {data['k']}.",
         "",
+        *(attribution.section(data, METHODS) if "attribution" in data else []),
         "## Measured",
         "",
         f"Command: `{data['command']}`, which writes `docs/methods.json` (every figure here), "
@@ -242,15 +250,26 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--timed", type=int, default=200, help="digits timed one by one")
     parser.add_argument("--alexnet-images", type=int, default=10)
+    parser.add_argument("--attribution-timed", type=int, default=20, help="digits, /attribute")
+    parser.add_argument("--attribution-alexnet-images", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the service runs a one-image pass on one thread
-    features = load_checkpoint(args.checkpoint).model.features.eval()
+    cnn = load_checkpoint(args.checkpoint).model.eval()
+    features = cnn.features
     digits = load_mnist_5k().test_images  # (1000, 28, 28) uint8
     picture_path = args.docs / "images" / "methods-cnn.png"
     with torch.no_grad():
         picture(features, digits[list(PICTURE_DIGITS)], picture_path)
         layers = measure_cnn(features, digits, args.timed)
         alexnet = measure_alexnet(args.alexnet_images)
+    found = attribution.measure(
+        UndoableClassifier(features, cnn.classifier).eval(),
+        digits,
+        PICTURE_DIGITS,
+        args.docs,
+        args.attribution_timed,
+        args.attribution_alexnet_images,
+    )
     data = {
         "command": COMMAND,
         "date": time.strftime("%Y-%m-%d"),
@@ -270,6 +289,7 @@ def main() -> None:
         "alexnet_images": args.alexnet_images,
         "layers": layers,
         "alexnet_ms_per_image": alexnet,
+        "attribution": found,
     }
     (args.docs / "methods.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.docs / "methods.md").write_text(render(data))

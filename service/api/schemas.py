@@ -103,7 +103,7 @@ class AttributeForm(BaseModel):
         None,
         ge=1,
         description="gradcam and guided_gradcam: the 1-based feature layer whose output is "
-        "weighted; by default the last convolution (GET /models: attribution.layer)",
+        "weighted; by default the last convolution's ReLU (GET /models: attribution.layer)",
     )
     steps: int = Field(
         DEFAULT_STEPS,
@@ -197,7 +197,7 @@ class AttributeResponse(BaseModel):
 class AttributionDefaults(BaseModel):
     """/attribute's defaults for one network."""
 
-    layer: int = Field(description="Grad-CAM's layer: the last convolution")
+    layer: int = Field(description="Grad-CAM's layer: the last convolution's ReLU")
     layers: int = Field(description="Feature layers: `layer` may be 1 to this")
     classes: int = Field(description="`target` may be 0 to this minus one")
     steps: int

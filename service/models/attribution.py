@@ -91,7 +91,8 @@ def gradcam(
     target : (N,) torch.Tensor of int64
         The class whose logit each image's map explains; ``PREDICTED`` for the predicted one.
     layer : int, optional
-        1-based feature layer whose output is weighted; by default the last convolution.
+        1-based feature layer whose output is weighted; by default the last convolution's
+        ReLU (``UndoableClassifier.last_convolution``).
 
     Returns
     -------

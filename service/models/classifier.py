@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .deconvnet import RELU_RULES, ReluRule, UndoableConv2d, UndoableSequential
+from .deconvnet import RELU_RULES, ReluRule, UndoableConv2d, UndoableReLU, UndoableSequential
 
 PREDICTED = -1  # as a target: the class the network predicts for the input
 
@@ -119,15 +119,15 @@ class UndoableClassifier(UndoableSequential):
         return self.original(x)
 
     def last_convolution(self) -> int:
-        """The 1-based feature layer of the last convolution: Grad-CAM's usual layer."""
-        convolutions = [
-            i + 1
-            for i, module in enumerate(list(self.wrapped)[: self.feature_layers])
-            if isinstance(module, UndoableConv2d)
-        ]
+        """Grad-CAM's usual layer: the 1-based feature layer of the last convolution's
+        rectified maps (its ReLU, when one follows it), as Grad-CAM's authors read them."""
+        features = list(self.wrapped)[: self.feature_layers]
+        convolutions = [i + 1 for i, m in enumerate(features) if isinstance(m, UndoableConv2d)]
         if not convolutions:
             raise ValueError("the feature stack holds no convolution")
-        return convolutions[-1]
+        last = convolutions[-1]
+        rectified = last < len(features) and isinstance(features[last], UndoableReLU)
+        return last + 1 if rectified else last
 
     def check_layer(self, layer: int) -> None:
         """Raise ``ValueError`` unless ``layer`` is a 1-based feature layer."""

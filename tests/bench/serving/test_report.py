@@ -237,6 +237,26 @@ def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_
     assert "| ... same, httpx generator | httpx | 700 | 1.5 | 0.7 | 90% | 909 |" in text
 
 
+def test_attribute_beside_captum_is_reported_and_its_goals_follow_the_ratios(results, tmp_path):
+    results["attribution"] = {
+        "cnn_occlusion": {
+            "service": {1: 30.0, 8: 45.0},
+            "captum": {"rates": {1: 2.0, 64: 20.0}, "best_batch": 64, "answers_per_s": 20.0},
+        },
+        "alexnet_integrated_gradients": {
+            "service": {1: 0.9, 8: 1.2},
+            "captum": {"rates": {16: 1.0}, "best_batch": 16, "answers_per_s": 1.0},
+        },
+    }
+    read_back = json.loads(json.dumps(results))
+    write_report(read_back, tmp_path / "benchmarks.md")
+    text = (tmp_path / "benchmarks.md").read_text()
+    # 30 / 20 = 1.5, 45 / 20 = 2.25; 0.9 / 1 and 1.2 / 1
+    assert "| cnn occlusion | 20.00 (64) | 30.00 | 45.00 | 1.50x | 2.25x |" in text
+    assert "| alexnet integrated_gradients | 1.00 (16) | 0.90 | 1.20 | 0.90x | 1.20x |" in text
+    assert _unmet(read_back) == ["/attribute alexnet integrated_gradients, c=1: >= Captum's best"]
+
+
 def test_gpu_report_alone_has_its_goals_and_rows(results, tmp_path):
     gpu_run = {
         "machine": results["machine"] | {"cuda": "A GPU", "cores": 16},

@@ -51,7 +51,7 @@ def _input(image: bytes, spec: ImageSpec) -> torch.Tensor:
 
 def _captum(reference, method, x, target, **p):
     """What the service should answer, by Captum, as docs/methods.md states the settings."""
-    layer = reference.features[p.get("layer", 4) - 1]
+    layer = reference.features[p.get("layer", 5) - 1]  # the default: the last conv's ReLU
     x = x.clone().requires_grad_()
     if method == "gradcam":
         cam = LayerGradCam(reference, layer).attribute(x, target=target, relu_attributions=True)
@@ -148,7 +148,7 @@ async def test_models_lists_the_defaults(make_client):
     listed = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
     assert "attribute" in listed["cnn"]["endpoints"]
     assert listed["cnn"]["attribution"] == {
-        "layer": 4,
+        "layer": 5,
         "layers": 6,
         "classes": 10,
         "steps": 50,

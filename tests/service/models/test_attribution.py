@@ -105,7 +105,7 @@ def _quiet(attribute, *args, **kwargs):
 
 
 def test_gradcam_equals_captum(case):
-    for layer in (case.layer, 1):
+    for layer in (case.layer, case.layer - 1, 1):  # the ReLU, its convolution, the first
         captum = LayerGradCam(case.reference, case.layer_module(layer))
         cam = captum.attribute(case.x, target=case.target, relu_attributions=True)
         expected = LayerAttribution.interpolate(cam, case.x.shape[2:], interpolate_mode="bilinear")
@@ -115,10 +115,13 @@ def test_gradcam_equals_captum(case):
     torch.testing.assert_close(logits, case.reference(case.x))
 
 
-def test_gradcam_defaults_to_the_last_convolution_and_the_predicted_class(cnn_case):
-    assert cnn_case.layer == 4  # conv, relu, pool, conv, relu, pool
+def test_gradcam_defaults_to_the_last_convolutions_relu_and_the_predicted_class(
+    cnn_case, alexnet_case
+):
+    assert cnn_case.layer == 5  # conv, relu, pool, conv, relu, pool
+    assert alexnet_case.layer == 12  # ..., conv, relu, pool
     default = gradcam(cnn_case.ours, cnn_case.x, cnn_case.target)[1]
-    assert torch.equal(default, gradcam(cnn_case.ours, cnn_case.x, cnn_case.target, 4)[1])
+    assert torch.equal(default, gradcam(cnn_case.ours, cnn_case.x, cnn_case.target, 5)[1])
     predicted = cnn_case.reference(cnn_case.x).argmax(dim=1)
     unnamed = torch.full_like(predicted, PREDICTED)
     for method in (gradcam, guided_gradcam):
