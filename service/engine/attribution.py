@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import tracing
 from ..models import (
     ATTRIBUTION_METHODS,
     DEFAULT_STEPS,
@@ -151,13 +152,14 @@ class PassesJob:
 
 
 def _predict_cam(runner: ModelRunner, jobs: list[CamJob], method: str, layer: int) -> list:
-    ok, inputs, failed = decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
+    with tracing.phase("decode"):
+        ok, inputs, failed = decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
     if not inputs:
         return in_order(len(jobs), ok, [], failed)
     x = to_device(torch.cat(inputs), runner.device)
     wanted = [jobs[i].request.target for i in ok]
     target = torch.tensor([PREDICTED if t is None else t for t in wanted], device=x.device)
-    with runner.threads.forward(len(inputs)):
+    with tracing.phase("forward pass"), runner.threads.forward(len(inputs)):
         logits, maps = _CAMS[method](runner.model.classifier, x, target, layer)
     logits, maps, x = logits.cpu(), maps.cpu(), x.cpu()
     chosen = torch.where(target.cpu() == PREDICTED, logits.argmax(dim=1), target.cpu())
@@ -165,16 +167,18 @@ def _predict_cam(runner: ModelRunner, jobs: list[CamJob], method: str, layer: in
         Attribution(x[j], logits[j], int(chosen[j]), maps[j], jobs[i].request)
         for j, i in enumerate(ok)
     ]
-    answers = runner.pool.map(lambda i, result: jobs[i].encode(result), ok, results)
+    with tracing.phase("encode"):
+        answers = runner.pool.map(lambda i, result: jobs[i].encode(result), ok, results)
     return in_order(len(jobs), ok, answers, failed)
 
 
 def _predict_classify(runner: ModelRunner, jobs: list[ClassifyJob]) -> list:
-    ok, inputs, failed = decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
+    with tracing.phase("decode"):
+        ok, inputs, failed = decode_all(jobs, lambda job: runner.image(job.upload), runner.pool)
     answers = []
     if inputs:
         x = to_device(torch.cat(inputs), runner.device)
-        with runner.threads.forward(len(inputs)):
+        with tracing.phase("forward pass"), runner.threads.forward(len(inputs)):
             logits = runner.model.classifier.logits(x).cpu()
         answers = [(x[j : j + 1], logits[j]) for j in range(len(inputs))]
     return in_order(len(jobs), ok, answers, failed)
@@ -183,21 +187,21 @@ def _predict_classify(runner: ModelRunner, jobs: list[ClassifyJob]) -> list:
 def _passes(jobs: list[PassesJob]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     x = torch.cat([job.plan.inputs(job.start, job.stop) for job in jobs])
     sizes = [job.stop - job.start for job in jobs]
-    target = torch.tensor(
-        [job.target for job, n in zip(jobs, sizes, strict=True) for _ in range(n)]
-    )
-    return x, target.to(x.device), sizes
+    target = [job.target for job, n in zip(jobs, sizes, strict=True) for _ in range(n)]
+    return x, torch.tensor(target, device=x.device), sizes
 
 
 def _predict_gradients(runner: ModelRunner, jobs: list[PassesJob]) -> list:
-    with runner.threads.forward(sum(job.stop - job.start for job in jobs)):
+    items = sum(job.stop - job.start for job in jobs)
+    with tracing.phase("forward pass"), runner.threads.forward(items):
         x, target, sizes = _passes(jobs)
         _, gradients = runner.model.classifier.target_gradient(x, target)
     return list(gradients.split(sizes))
 
 
 def _predict_occlusion(runner: ModelRunner, jobs: list[PassesJob]) -> list:
-    with runner.threads.forward(sum(job.stop - job.start for job in jobs)):
+    items = sum(job.stop - job.start for job in jobs)
+    with tracing.phase("forward pass"), runner.threads.forward(items):
         x, target, sizes = _passes(jobs)
         scores = runner.model.classifier.logits(x).gather(1, target[:, None])[:, 0]
     return list(scores.split(sizes))
