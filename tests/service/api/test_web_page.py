@@ -316,6 +316,7 @@ def test_phone_screen_needs_no_sideways_scrolling(visit, scheme):
     expect(page.locator("#vis-projection")).to_have_attribute("src", DATA_PNG)
     for tab, ready in [
         ("Visualise", "#vis-strip img:visible"),
+        ("Attribute", '[data-method="occlusion"] img:visible'),
         ("Reconstruct", "#rec-canvas"),
         ("Generate", "#gen-strip img"),
     ]:
