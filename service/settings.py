@@ -89,10 +89,10 @@ class Settings(BaseSettings):
     max_files: int = Field(256, ge=1, description="Most images in one `/reconstruct` request")
     api_key: SecretStr | None = Field(
         None,
-        description="When set, `POST /visualise`, `POST /attribute`, `POST /reconstruct`, `POST "
-        "/generate`, `GET /models` and the v2 model and repository routes (`GET /v2/models/{name}`, `GET "
-        "/v2/models/{name}/ready` and `POST /v2/models/{name}/infer`, each also under "
-        "`/versions/{version}`; `POST /v2/repository/index`, `POST "
+        description="When set, `POST /visualise`, `POST /attribute`, `POST /reconstruct`, "
+        "`POST /generate`, `GET /models` and the v2 model and repository routes (`GET "
+        "/v2/models/{name}`, `GET /v2/models/{name}/ready` and `POST /v2/models/{name}/infer`, "
+        "each also under `/versions/{version}`; `POST /v2/repository/index`, `POST "
         "/v2/repository/models/{name}/load` and `POST /v2/repository/models/{name}/unload`) need "
         "the header `X-API-Key` (else 401); `/healthz`, `/readyz`, `/v2`, `/v2/health/*`, "
         "`/metrics`, `/docs`, `/openapi.json` and the web page do not",

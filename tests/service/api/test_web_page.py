@@ -226,7 +226,8 @@ def test_reconstruct_draws_and_every_model_answers_while_drawing(visit, api):
     v = visit()
     page = v.page
     page.locator("#tab-visualise").focus()
-    page.keyboard.press("ArrowRight")  # the tabs work with the keyboard
+    page.keyboard.press("ArrowRight")  # the tabs work with the keyboard: Attribute, then
+    page.keyboard.press("ArrowRight")  # Reconstruct
     expect(page.locator("#panel-reconstruct")).to_be_visible()
     box = page.locator("#rec-canvas").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
