@@ -82,6 +82,7 @@ def install_openapi(app: FastAPI) -> None:
         if engine is None:
             return spec
         narrow(spec, engine.models.values(), engine.settings)
+        narrow_atlas(spec["paths"], engine.atlases.values())
         if engine.ready:
             kept.clear()
             kept[key] = spec
@@ -120,6 +121,24 @@ def narrow(spec: dict, models, settings) -> dict:
         for action in ("load", "unload"):
             paths.pop(f"/v2/repository/models/{{name}}/{action}", None)
     return spec
+
+
+ATLAS_MAP = "/atlas/{network}/{layer}/{channel}"
+
+
+def narrow_atlas(paths: dict, atlases) -> None:
+    """Constrain the atlas map route to the served atlases' networks, layers and feature maps
+    (a layer's own range is checked: 404); left out when no atlas is served."""
+    served = [a.atlas for a in atlases if a.served]
+    if ATLAS_MAP not in paths:
+        return
+    if not served:
+        del paths[ATLAS_MAP]
+        return
+    schemas = {p["name"]: p["schema"] for p in paths[ATLAS_MAP]["get"]["parameters"]}
+    schemas["network"]["enum"] = sorted(a.network for a in served)
+    schemas["layer"]["enum"] = sorted({n for a in served for n in a.layers})
+    schemas["channel"]["maximum"] = max(a.channels(n) for a in served for n in a.layers) - 1
 
 
 def _form_schema(path: dict) -> dict:

@@ -78,7 +78,7 @@ class Engine:
         self.batchers: dict[str, Batcher] = {}
         self.ready = False
         self.closing = False
-        self.revision = 0  # counts models loaded or unloaded since the start
+        self.revision = 0  # counts changes to what is served: models, atlases
         self._swapping = asyncio.Lock()
         self._loader: asyncio.Task | None = None
         self.generations = self.peers.generations
@@ -245,7 +245,10 @@ class Engine:
     async def _refresh_atlases(self) -> None:
         """Find the atlases again and check each against the weights its network serves."""
         directory = self.settings.checkpoint_dir
-        self.atlases = await asyncio.to_thread(load_atlases, directory, dict(self.models))
+        atlases = await asyncio.to_thread(load_atlases, directory, dict(self.models))
+        if atlases != self.atlases:
+            self.atlases = atlases
+            self.revision += 1
 
     async def atlas(self, network: str, layer: int, channel: int) -> tuple:
         """The served atlas of ``network`` and the entries of one feature map (``atlases.find``,

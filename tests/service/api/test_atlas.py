@@ -165,3 +165,16 @@ async def test_a_repository_load_checks_the_atlas_again(make_client, own_dir):
     assert (await client.post("/v2/repository/models/cnn/unload")).status_code == 200
     (atlas,) = (await client.get("/atlas")).json()["atlases"]
     assert not atlas["served"] and "is not served" in atlas["reason"]
+
+
+async def test_the_document_states_the_served_atlases(make_client, atlas_dir, checkpoint_dir):
+    client, _ = await make_client(checkpoint_dir=atlas_dir)
+    spec = (await client.get("/openapi.json")).json()
+    parameters = spec["paths"]["/atlas/{network}/{layer}/{channel}"]["get"]["parameters"]
+    schemas = {p["name"]: p["schema"] for p in parameters}
+    assert schemas["network"]["enum"] == ["cnn"]
+    assert schemas["layer"]["enum"] == list(LAYERS)
+    assert schemas["channel"]["maximum"] == 7  # layers 4 and 6 have 8 maps
+    client, _ = await make_client(checkpoint_dir=checkpoint_dir)  # no atlas
+    spec = (await client.get("/openapi.json")).json()
+    assert "/atlas/{network}/{layer}/{channel}" not in spec["paths"] and "/atlas" in spec["paths"]
