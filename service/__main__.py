@@ -3,12 +3,12 @@ process per core on the CPU and four on a GPU (``service/workers.py``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING
 
 import uvicorn
 
+from .logs import configure_logging
 from .runtime import available_cores, tune_server_process
 from .settings import load_settings
 from .workers import serve
@@ -23,9 +23,7 @@ def main() -> None:
     # the driver, and workers forked after that cannot use CUDA
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     workers = settings.worker_processes()
 
     def configure(peers: Peers) -> uvicorn.Config:
@@ -43,6 +41,8 @@ def main() -> None:
             log_level=settings.log_level,
             # let accepted requests finish after SIGTERM before the lifespan drains the batchers
             timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+            # one handler for every line, uvicorn's too; the app writes the access log
+            log_config=None,
             access_log=False,
         )
 

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`, lines for a terminal, or `json`, one JSON object a line for a log "
+        "collector; either way each line about a request carries its request ID "
+        "(docs/operating.md)",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -67,6 +67,8 @@ def test_every_alert_has_unit_tests_that_fire_it_and_keep_it_quiet():
     fired = {case["alertname"] for case in cases if case["exp_alerts"]}
     quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
     assert alerts == fired == quiet
+    operating = (ROOT / "docs" / "operating.md").read_text()
+    assert all(f"| `{alert}`" in operating for alert in alerts)  # its table lists each
 
 
 def _dashboard_queries() -> list[str]:

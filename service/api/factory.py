@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from .. import __version__
+from .. import __version__, tracing
 from ..engine import Engine
 from ..engine.metrics import Metrics
 from ..engine.peers import Peers
@@ -20,6 +20,7 @@ from .contract import install_openapi
 from .dispatch import ModelRoutes, require_api_key
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, FollowWorkersMiddleware, MetricsMiddleware
+from .observe import ObservedFastAPI
 from .routes import health, model_routes, router
 from .v2 import router as v2_router
 from .v2 import server as v2_server
@@ -48,6 +49,7 @@ def create_app(settings: Settings, cores: int | None = None, peers: Peers | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        tracing.start()  # in each worker: when OTEL_* variables ask for traces
         app.state.engine = Engine(settings, metrics, cores, peers)
         torch.set_num_threads(app.state.engine.threads.threads)
         app.state.engine.start()
@@ -55,8 +57,9 @@ def create_app(settings: Settings, cores: int | None = None, peers: Peers | None
             yield
         finally:
             await app.state.engine.close()
+            tracing.stop()
 
-    app = FastAPI(
+    app = ObservedFastAPI(
         title="unconv",
         version=__version__,
         summary="Deconvnet visualisations, auto-encoder reconstructions and VAE samples",
@@ -64,6 +67,8 @@ def create_app(settings: Settings, cores: int | None = None, peers: Peers | None
         default_response_class=JSONResponse,
         docs_url=None,  # served offline by install_web
         redoc_url=None,
+        # the observer's spans (observe.py) are the request's; FastAPI's own would repeat them
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -137,6 +137,7 @@ class Engine:
             executor=self.executor,
             concurrency=s.concurrent_batches,
             observer=self.metrics.observer(model.name),
+            name=f"batch {model.name}",
         )
         batcher.start()
         return batcher
