@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     watch_checkpoints: bool = Field(
         False,
         description="`1` reloads a checkpoint whose files changed (retrained, fixed or new) "
-        "within about two seconds, with no restart and no load call; each worker process "
-        "watches for itself, and a model unloaded on request stays unloaded",
+        "within about two seconds, with no restart and no load call, and finds the feature "
+        "atlases again when theirs did; each worker process watches for itself, and a model "
+        "unloaded on request stays unloaded",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="`critical`, `error`, `warning`, `info` or `debug`"
