@@ -223,6 +223,32 @@ def chunk_size(passes: int, max_batch_size: int, concurrent_batches: int) -> int
     return -(-passes // chunks)
 
 
+async def _passes_through(
+    engine: Engine,
+    model: ServedModel,
+    plan: IntegratedGradientsPlan | OcclusionPlan,
+    target: int,
+    method: str,
+) -> list[torch.Tensor]:
+    """The outputs of the plan's passes, in order, submitted in chunks."""
+    settings = engine.settings
+    chunk = chunk_size(plan.steps, settings.max_batch_size, settings.concurrent_batches)
+    key = ("gradients",) if method == "integrated_gradients" else ("occlusion",)
+    jobs = [
+        PassesJob(plan, start, min(start + chunk, plan.steps), target)
+        for start in range(0, plan.steps, chunk)
+    ]
+    # a chunk per inference thread in the queue at a time: one request keeps every thread busy,
+    # and many leave room in the queue (UNCONV_MAX_QUEUE counts passes) for one another
+    in_flight = asyncio.Semaphore(settings.concurrent_batches)
+
+    async def run(job: PassesJob) -> torch.Tensor:
+        async with in_flight:
+            return await engine.submit(model, key, job, job.stop - job.start)
+
+    return await asyncio.gather(*(run(job) for job in jobs))
+
+
 async def attribute(
     engine: Engine,
     model: ServedModel,
@@ -260,20 +286,7 @@ async def attribute(
         plan = IntegratedGradientsPlan.of(image, request.steps)
     else:
         plan = OcclusionPlan(image, request.window, request.stride)
-    settings = engine.settings
-    chunk = chunk_size(plan.steps, settings.max_batch_size, settings.concurrent_batches)
-    key = ("gradients",) if request.method == "integrated_gradients" else ("occlusion",)
-    outputs = await asyncio.gather(
-        *(
-            engine.submit(
-                model,
-                key,
-                PassesJob(plan, start, min(start + chunk, plan.steps), target),
-                min(chunk, plan.steps - start),
-            )
-            for start in range(0, plan.steps, chunk)
-        )
-    )
+    outputs = await _passes_through(engine, model, plan, target, request.method)
 
     def finish() -> Any:
         with torch.inference_mode():

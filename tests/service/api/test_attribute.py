@@ -225,6 +225,20 @@ async def test_several_requests_passes_share_batches(make_client):
         np.testing.assert_allclose(answer, await ask(seed), rtol=1e-4, atol=1e-6)
 
 
+async def test_requests_with_more_passes_than_the_queue_holds_are_answered(make_client):
+    # 4 requests of 30 passes each, 120 in all, through a queue of 64 passes: each keeps a
+    # chunk per inference thread waiting (2 x 8 passes), 64 at most
+    client, _ = await make_client(max_queue=64, max_batch_size=16, concurrent_batches=2)
+
+    async def ask(seed):
+        data = {"network": "cnn", "method": "integrated_gradients", "steps": "30"}
+        files = {"file": ("d.png", png_bytes((28, 28), "L", seed=seed))}
+        return await client.post("/attribute", files=files, data=data | {"format": "npy"})
+
+    answers = await asyncio.gather(*(ask(seed) for seed in range(4)))
+    assert [r.status_code for r in answers] == [200] * 4, answers[0].text
+
+
 async def test_alexnet_occlusion_and_integrated_gradients_equal_captum(make_client, torch_home):
     client, _ = await make_client(networks=["alexnet"])
     reference = models.alexnet()
