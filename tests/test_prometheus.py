@@ -152,13 +152,20 @@ def _load(url: str, workers: list[int]) -> list[tuple[str, float]]:
 
 
 def _wait_for_scrape(prometheus: str, expected: float) -> None:
+    """Until Prometheus holds the whole load, and has scraped once more, so that each series
+    has two samples at least: ``rate`` needs two."""
     query = 'sum(unconv_requests_total{job="unconv", route=~"/generate|/reconstruct"})'
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if _by(prometheus, query) == {(): expected}:
-            return
+            break
         time.sleep(0.5)
-    raise AssertionError(f"{query} is {_by(prometheus, query)}, the load sent {expected}")
+    else:
+        raise AssertionError(f"{query} is {_by(prometheus, query)}, the load sent {expected}")
+    seen = _by(prometheus, 'timestamp(up{job="unconv"})')
+    while _by(prometheus, 'timestamp(up{job="unconv"})') == seen:
+        assert time.monotonic() < deadline, "Prometheus stopped scraping"
+        time.sleep(0.5)
 
 
 def test_a_real_prometheus_sums_the_workers_to_what_the_load_sent(checkpoint_dir, tmp_path):
