@@ -109,3 +109,28 @@ def test_the_atlas_on_cuda_is_the_cpus(checkpoint_dir, tmp_path):
         for key in ("index", "y", "x"):
             name = f"layer{layer}.{key}"
             assert torch.equal(gpu[name][clear], cpu[name][clear]), name
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"method": "gradcam"},
+        {"method": "guided_gradcam"},
+        {"method": "integrated_gradients", "steps": "20"},
+        {"method": "occlusion", "window": "64", "stride": "32"},
+    ],
+)
+async def test_attribute_on_cuda_is_the_cpus(make_client, fields):
+    image = png_bytes((224, 224), "RGB", seed=9)
+    data = {"network": "alexnet", "target": "3", "format": "npy"} | fields
+    answers = []
+    for device in ("cpu", "cuda"):
+        client, app = await make_client(device=device, networks=["alexnet"])
+        assert app.state.engine.device.type == device
+        r = await client.post("/attribute", files={"file": ("x.png", image)}, data=data)
+        assert r.status_code == 200, r.text
+        answers.append(torch.from_numpy(np.load(io.BytesIO(r.content))))
+    cpu, cuda = answers
+    assert cpu.abs().max() > 0
+    # occlusion's values are differences of logits: a thousandth of the map's largest
+    torch.testing.assert_close(cuda, cpu, rtol=1e-3, atol=1e-3 * cpu.abs().max().item())
