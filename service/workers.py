@@ -87,6 +87,10 @@ class _Supervisor:
         self.slots: dict[int, int] = {}  # pid: slot
         self.stopping = False
         self.status = 0
+        # imported here: prometheus_client must not load before PROMETHEUS_MULTIPROC_DIR is set
+        from .engine.metrics import worker_restarts
+
+        self.restarts = worker_restarts()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -117,6 +121,7 @@ class _Supervisor:
             self._stop()
         else:
             log.warning("worker %d exited with status %d; starting another", pid, code)
+            self.restarts.inc()
             self._start(slot)
 
     def _stop(self, signum: int | None = None, frame=None) -> None:

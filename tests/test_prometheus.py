@@ -55,7 +55,7 @@ def _promtool(*args: str) -> str:
 
 def test_promtool_accepts_the_configuration_and_the_rules():
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
-    assert "SUCCESS: 3 rules found" in _promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 5 rules found" in _promtool("check", "rules", "alerts.yml")
     assert "SUCCESS" in _promtool("test", "rules", "alerts.test.yml")
 
 
@@ -207,9 +207,11 @@ def _check_dashboard_and_rules(prometheus: str) -> None:
         assert _query(prometheus, expr), f"the dashboard's query answered nothing: {expr}"
     (error_share,) = _query(prometheus, _dashboard_queries()[1])
     assert float(error_share["value"][1]) == 0  # no 5xx in the load
+    assert _by(prometheus, 'sum(unconv_ready{job="unconv"})') == {(): 1.0}
+    assert _by(prometheus, 'sum(unconv_worker_restarts_total{job="unconv"})') == {(): 0.0}
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     evaluated = [rule for group in rules for rule in group["rules"]]
-    assert len(evaluated) == 3
+    assert len(evaluated) == 5
     assert all(rule["health"] == "ok" and rule["state"] == "inactive" for rule in evaluated), (
         evaluated
     )

@@ -171,7 +171,7 @@ async def ready(request: Request) -> HealthResponse:
     engine = engine_of(request)
     if engine.closing:
         raise shutting_down()
-    if not engine.ready or not engine.peers.all_ready():  # this worker's models, every other's
+    if not engine.serving:  # this worker's models, every other's
         raise not_ready("the models are")
     loaded = sum(m.available for m in engine.models.values())
     return HealthResponse(
@@ -184,4 +184,5 @@ async def ready(request: Request) -> HealthResponse:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, queue wait, batch sizes, inference time."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    ready = engine_of(request).serving
+    return Response(request.app.state.metrics.render(ready), media_type=CONTENT_TYPE_LATEST)

@@ -91,6 +91,12 @@ class Engine:
 
     WATCH_INTERVAL_S = 2.0
 
+    @property
+    def serving(self) -> bool:
+        """Ready to serve: this worker's models and every other worker's loaded, and not
+        shutting down (what /readyz answers)."""
+        return self.ready and not self.closing and self.peers.all_ready()
+
     def start(self) -> None:
         if self.settings.watch_checkpoints:
             # before the loads, so that a checkpoint rewritten while they run is seen as changed

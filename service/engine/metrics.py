@@ -1,10 +1,12 @@
-"""Prometheus metrics: requests by route and status, and what the batchers do."""
+"""Prometheus metrics: requests by route and status, what the batchers do, whether the
+process is ready, and how often the supervisor replaced a worker."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .batcher import BatchObserver
@@ -80,12 +82,39 @@ class Metrics:
     def observer(self, model: str) -> BatchObserver:
         return _ModelObserver(self, model)
 
-    def render(self) -> bytes:
+    def render(self, ready: bool) -> bytes:
+        """The metrics in Prometheus's text format, every worker's summed, with ``unconv_ready``
+        (``ready``: whether /readyz answers 200 now)."""
+        registry = self.registry
         if self.multiprocess_dir is not None:
-            every_worker = CollectorRegistry()
-            MultiProcessCollector(every_worker, path=str(self.multiprocess_dir))
-            return generate_latest(every_worker)
-        return generate_latest(self.registry)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        readiness = GaugeMetricFamily(
+            "unconv_ready", "1 when every worker has loaded its models (/readyz answers 200)"
+        )
+        readiness.add_metric([], float(ready))
+        return generate_latest(registry) + generate_latest(_Fixed([readiness]))
+
+
+class _Fixed:
+    """A collector of metric families made at render time."""
+
+    def __init__(self, families: list):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+def worker_restarts() -> Counter:
+    """The supervisor's count of workers it replaced after they died; written to the
+    multiprocess files (``python -m service`` with several workers), so every worker's
+    /metrics answers it."""
+    return Counter(
+        "unconv_worker_restarts",
+        "Worker processes replaced after they died",
+        registry=None,
+    )
 
 
 class _ModelObserver(BatchObserver):

@@ -35,6 +35,12 @@ def _answered(url: str) -> float:
     return 0.0
 
 
+def _restarts(url: str) -> float:
+    lines = httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
+    (line,) = [line for line in lines if line.startswith("unconv_worker_restarts_total ")]
+    return float(line.split()[-1])
+
+
 def test_metrics_count_every_workers_requests(checkpoint_dir, tmp_path):
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
     log = tmp_path / "server.log"
@@ -56,6 +62,7 @@ def test_a_worker_that_dies_is_replaced_and_its_counts_kept(checkpoint_dir, tmp_
         url,
     ):
         _reconstruct(url, 4)
+        assert _restarts(url) == 0
         before = child_processes(server.pid)
         os.kill(min(before), signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -68,6 +75,7 @@ def test_a_worker_that_dies_is_replaced_and_its_counts_kept(checkpoint_dir, tmp_
             raise AssertionError(f"no new worker ready; children {before} -> {now}")
         _reconstruct(url, 2)
         assert _answered(url) == 6  # the dead worker's requests still count
+        assert _restarts(url) == 1
         assert server.poll() is None
 
 

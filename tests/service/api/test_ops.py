@@ -62,6 +62,16 @@ async def test_metrics_count_requests_and_batches(make_client):
     assert 'unconv_queue_depth{model="vae"} 0.0' in text
 
 
+async def test_unconv_ready_says_what_readyz_answers(make_client):
+    """1 while /readyz answers 200; 0 while another worker still loads (its flag is 0)."""
+    client, app = await make_client()
+    for flags, status, ready in (([1, 0], 503, "0.0"), ([1, 1], 200, "1.0")):
+        app.state.engine.peers.ready = flags
+        assert (await client.get("/readyz")).status_code == status
+        lines = (await client.get("/metrics")).text.splitlines()
+        assert f"unconv_ready {ready}" in lines
+
+
 async def test_api_key_guards_everything_but_health(make_client):
     client, _ = await make_client(api_key="s3cret")
     r = await client.get("/models")
