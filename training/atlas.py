@@ -28,11 +28,10 @@ from .atlas_data import Items, Network, load_items, load_network
 from .atlas_project import project_all
 from .atlas_scan import (
     TopK,
-    batch_maxima,
     empty_top,
     layer_shapes,
-    merge_batch,
     merge_ranks,
+    scan_batch,
     trim,
 )
 from .world import World
@@ -180,7 +179,6 @@ def _scan(options, network: Network, items: Items, world: World, shapes: dict) -
     top, done = _resume(options, fingerprint, empty_top(shapes, options.top, world.device))
     batches = _batches(len(items), options.batch_size, world)
     loader = DataLoader(items, batch_sampler=batches[done:], num_workers=options.workers)
-    layers, features = sorted(shapes), network.features
     bar = tqdm(
         loader,
         desc=f"atlas {options.atlas_name}",
@@ -191,7 +189,7 @@ def _scan(options, network: Network, items: Items, world: World, shapes: dict) -
     )
     for indices, images in bar:
         x = network.spec.normalisation.normalise(images.to(world.device).float() / 255)
-        top = merge_batch(top, batch_maxima(features, x, layers), indices.to(world.device))
+        top = scan_batch(network.features, x, indices.to(world.device), top)
         done += 1
         if done % options.save_every == 0 or done == options.stop_after:
             _save_partial(options, fingerprint, top, done)

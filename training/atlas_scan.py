@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import distributed as dist
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 EMPTY = torch.iinfo(torch.int64).max
 TopK = dict[int, tuple[torch.Tensor, torch.Tensor]]  # layer: (value (C, K), where (C, K, 3))
@@ -51,65 +52,93 @@ def _take(value: torch.Tensor, where: torch.Tensor, order: torch.Tensor):
 
 
 @torch.inference_mode()
-def batch_maxima(features: nn.Sequential, x: torch.Tensor, layers: list[int]) -> dict:
+def scan_batch(features: nn.Sequential, x: torch.Tensor, indices: torch.Tensor, top: TopK) -> TopK:
     """
-    Every feature map's strongest activation in every item of a batch.
+    ``top`` with one batch merged: the plain forward pass of the batch, and after each layer of
+    ``top`` the maximum of every feature map of every item merged into that layer's top-k.
+
+    Only the maxima's values are reduced for the whole batch; the position of a maximum is
+    looked for in the few maps that enter the top-k (the first, in row-major order).
 
     Parameters
     ----------
     features : nn.Sequential
-        The feature stack; it runs as a plain forward pass, up to the last of ``layers``.
+        The feature stack; it runs up to the last layer of ``top``.
     x : (N, C, H, W) torch.Tensor
         Network inputs.
-    layers : list of int
-        1-based layers to look at.
-
-    Returns
-    -------
-    maxima : dict
-        layer: (values (N, C_L), positions (N, C_L) flat in h * w, the first of the maximum,
-        width w).
+    indices : (N,) torch.Tensor of int64
+        The items' indices, each higher than every index in ``top``.
+    top : TopK
+        The running top-k of the layers to look at.
     """
-    maxima: dict[int, tuple] = {}
-    wanted = set(layers)
-    for number, module in enumerate(list(features)[: max(layers)], start=1):
-        x = module(x)
-        if number not in wanted:
+    merged = dict(top)
+    values = None
+    for number, module in enumerate(list(features)[: max(top)], start=1):
+        before_size = x.shape[-2:]
+        x, before = module(x), values
+        values = None
+        if number not in top:
             continue
-        if isinstance(module, nn.ReLU) and number - 1 in maxima:
-            maxima[number] = _relu_of(maxima[number - 1])
-        else:  # before the next (in-place) ReLU changes x
-            values, positions = x.flatten(2).max(dim=2)
-            maxima[number] = (values, positions, x.shape[-1])
-    return maxima
-
-
-def _relu_of(maxima: tuple) -> tuple:
-    """A ReLU's maxima from its input's: the same first maximum where it is positive, else
-    the map is all zeros and its first maximum is at 0."""
-    values, positions, width = maxima
-    positive = values > 0
-    return values.clamp(min=0), torch.where(positive, positions, 0), width
-
-
-def merge_batch(top: TopK, maxima: dict, indices: torch.Tensor) -> TopK:
-    """``top`` with a batch's maxima (``batch_maxima``) of the items ``indices`` (N,) merged;
-    every index in the batch is higher than every index in ``top``."""
-    merged = {}
-    for layer, (value, where) in top.items():
-        values, positions, width = maxima[layer]
-        k = value.shape[1]
-        candidates = torch.cat([value, values.T.float()], dim=1)  # (C, K + N), by index
-        order = candidates.argsort(dim=1, descending=True, stable=True)[:, :k]  # (C, K)
-        column = (order - k).clamp(min=0)
-        position = positions.T.gather(1, column)
-        new = torch.stack([indices[column], position // width, position % width], dim=-1)
-        old = where.gather(1, order.clamp(max=k - 1).unsqueeze(-1).expand(-1, -1, 3))
-        merged[layer] = (
-            candidates.gather(1, order),
-            torch.where((order >= k).unsqueeze(-1), new, old),
-        )
+        if isinstance(module, nn.ReLU) and before is not None:
+            values = before.clamp(min=0)  # the ReLU's maximum is its input's, rectified
+        elif before is not None and _covers(module, before_size, x.shape[-2:]):
+            values = before  # max-pooling windows that cover the input keep its maximum
+        else:
+            values = x.flatten(2).amax(dim=2)  # (N, C)
+        # now, before the next (in-place) ReLU changes x
+        merged[number] = merge_layer(*top[number], values, indices, _locate(x))
     return merged
+
+
+def _covers(module: nn.Module, size: tuple, out: tuple) -> bool:
+    """Whether ``module`` is a max-pooling whose windows, together, hold every input pixel
+    (without dilation's holes): then its output's maximum is its input's."""
+    if not isinstance(module, nn.MaxPool2d) or _pair(module.dilation) != (1, 1):
+        return False
+    kernel, stride, padding = (
+        _pair(v) for v in (module.kernel_size, module.stride, module.padding)
+    )
+    return all(
+        s <= k and (o - 1) * s - p + k >= n
+        for k, s, p, n, o in zip(kernel, stride, padding, size, out, strict=True)
+    )
+
+
+def _locate(x: torch.Tensor):
+    flat, width = x.flatten(2), x.shape[-1]  # (N, C, h * w)
+
+    def locate(items: torch.Tensor, channels: torch.Tensor) -> tuple:
+        position = flat[items, channels].argmax(dim=-1)  # the first maximum
+        return position // width, position % width
+
+    return locate
+
+
+def merge_layer(value, where, values, indices, locate) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    One layer's top-k with a batch's maxima merged.
+
+    Parameters
+    ----------
+    value, where : (C, K), (C, K, 3) torch.Tensor
+        The layer's top-k so far.
+    values : (N, C) torch.Tensor
+        Every map's maximum in every item of the batch.
+    indices : (N,) torch.Tensor of int64
+        The batch's item indices, each higher than every index in ``where``.
+    locate : callable
+        ``locate(items, channels)`` -> (y, x) of the first maximum of those (M,) maps.
+    """
+    c, k = value.shape
+    candidates = torch.cat([value, values.T.float()], dim=1)  # (C, K + N), by index
+    order = candidates.argsort(dim=1, descending=True, stable=True)[:, :k]  # (C, K)
+    kept = where.gather(1, order.clamp(max=k - 1).unsqueeze(-1).expand(-1, -1, 3))
+    new = order >= k  # (C, K): entries from this batch
+    items = (order - k)[new]
+    channels = torch.arange(c, device=order.device).unsqueeze(1).expand(c, k)[new]
+    y, x = locate(items, channels)
+    kept[new] = torch.stack([indices[items], y, x], dim=-1)
+    return candidates.gather(1, order), kept
 
 
 def merge_ranks(top: TopK) -> TopK:

@@ -2,10 +2,11 @@
 ReLU whose input is negative everywhere), and the top-k merge with many ties, batch by batch
 and in any order of its candidates."""
 
+import pytest
 import torch
 from torch import nn
 
-from training.atlas_scan import EMPTY, batch_maxima, empty_top, merge_batch, select
+from training.atlas_scan import EMPTY, empty_top, merge_layer, scan_batch, select
 
 
 def _first_maxima(maps: torch.Tensor) -> tuple[list, list]:
@@ -17,20 +18,32 @@ def _first_maxima(maps: torch.Tensor) -> tuple[list, list]:
     return values, positions
 
 
-def test_batch_maxima_are_each_maps_first_maximum():
+@pytest.mark.parametrize(
+    "size", [(4, 6), (5, 7)]
+)  # pooled whole, or its last row and column dropped
+def test_a_scanned_batch_keeps_each_maps_first_maximum(size):
     conv = nn.Conv2d(1, 2, 1)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
         conv.bias.zero_()
     stack = nn.Sequential(conv, nn.ReLU(inplace=True), nn.MaxPool2d(2))
-    x = torch.randint(1, 4, (5, 1, 4, 6)).float()  # ties; map 1 of the ReLU is all zeros
-    maxima = batch_maxima(stack, x, [1, 2, 3])
-    for layer in (1, 2, 3):
+    x = torch.randint(1, 4, (5, 1, *size)).float()  # ties; map 1 of the ReLU is all zeros
+    x[0, 0, -1, -1] = 9.0  # the maximum, where the pooling may not reach
+    h, w = size
+    shapes = {1: (2, h, w), 2: (2, h, w), 3: (2, h // 2, w // 2)}
+    top = empty_top(shapes, 5, torch.device("cpu"))  # room for every item
+    top = scan_batch(stack, x, torch.arange(5), top)
+    for layer, (_c, _h, width) in shapes.items():
         with torch.no_grad():
             want_values, want_positions = _first_maxima(stack[:layer](x.clone()))
-        values, positions, _width = maxima[layer]
-        assert values.tolist() == want_values, layer
-        assert positions.tolist() == want_positions, layer
+        value, where = top[layer]
+        for channel in range(2):
+            order = _python_top([[v[channel]] for v in want_values], 5)[0]
+            assert where[channel, :, 0].tolist() == order, (layer, channel)
+            assert value[channel].tolist() == [want_values[i][channel] for i in order]
+            at = [want_positions[i][channel] for i in order]
+            assert where[channel, :, 1].tolist() == [p // width for p in at], (layer, channel)
+            assert where[channel, :, 2].tolist() == [p % width for p in at], (layer, channel)
 
 
 def _python_top(values: list[list[float]], k: int) -> list[list[int]]:
@@ -43,12 +56,16 @@ def test_merging_batches_keeps_the_top_k_with_ties_to_the_lower_index():
     torch.manual_seed(0)
     values = torch.randint(0, 4, (23, 3)).float()  # (items, maps): many ties
     positions = torch.randint(0, 12, (23, 3))
-    top = empty_top({1: (3, 3, 4)}, 5, torch.device("cpu"))
+    value, where = empty_top({1: (3, 3, 4)}, 5, torch.device("cpu"))[1]
     for start in range(0, 23, 7):
         part = slice(start, start + 7)
-        maxima = {1: (values[part], positions[part], 4)}
-        top = merge_batch(top, maxima, torch.arange(start, min(start + 7, 23)))
-    value, where = top[1]
+
+        def locate(items, channels, part=part):
+            at = positions[part][items, channels]
+            return at // 4, at % 4
+
+        indices = torch.arange(start, min(start + 7, 23))
+        value, where = merge_layer(value, where, values[part], indices, locate)
     want = _python_top(values.tolist(), 5)
     assert where[..., 0].tolist() == want
     for c in range(3):
