@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import requests
+import schemathesis
 from openapi_spec_validator import validate
 
 from service.api import app as import_time_app
+from tests import schemathesis_hooks
 from tests.helpers import png_bytes
 from tests.servers import ROOT, running_service, served_checkpoints
 
@@ -137,10 +140,11 @@ def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path
     number of examples (``make stress`` runs many more), with the API key set, in the
     configuration ``make serve`` gives before any ImageNet weights are fetched: AlexNet and
     VGG-16 named but unavailable."""
+    key = "k"
     checkpoints = served_checkpoints(checkpoint_dir, tmp_path / "checkpoints")
     (tmp_path / "torch_home").mkdir()
     env = {
-        "UNCONV_API_KEY": "k",
+        "UNCONV_API_KEY": key,
         "UNCONV_NETWORKS": "alexnet,vgg16",
         "TORCH_HOME": str(tmp_path / "torch_home"),
     }
@@ -149,8 +153,8 @@ def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path
             [
                 *(sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json"),
                 *("--checks", "all", "--max-examples", "25", "--seed", str(seed)),
-                *("--header", "X-API-Key: k", "--generation-database", "none"),
-                *("--report-dir", str(tmp_path / "report")),
+                *(("--header", f"X-API-Key: {key}") if key else ()),
+                *("--generation-database", "none", "--report-dir", str(tmp_path / "report")),
             ],
             cwd=ROOT,  # reads schemathesis.toml and its hooks
             env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"},
@@ -161,6 +165,26 @@ def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout
     assert "Unresolvable" not in done.stdout and "skipped parts of the schema" not in done.stdout
+
+
+@pytest.mark.parametrize("value", [[], ["json"], ["png", "json"], [3], ["gif"], "npy", 3])
+async def test_the_fuzz_calls_a_form_negative_only_when_the_service_refuses_what_is_sent(
+    make_client, value
+):
+    """schemathesis sends a list in a form field as one part per item, so a "negative" field
+    made an array may go out as a valid request: no part (the field absent, its default) or
+    one valid part. The hooks judge a form by what is sent: what they keep as a negative case
+    is refused, what they drop is answered."""
+    client, _ = await make_client()
+    schema = schemathesis.openapi.from_dict((await client.get("/openapi.json")).json())
+    body = {"file": png_bytes(), "network": "cnn", "layer": 1, "format": value}
+    case = schema["/visualise"]["POST"].Case(body=body, media_type="multipart/form-data")
+    files = case.as_transport_kwargs(base_url="http://test")["files"]
+    sent = requests.Request("POST", "http://test/visualise", files=files).prepare()
+    headers = {"content-type": sent.headers["Content-Type"]}
+    r = await client.post("/visualise", content=sent.body, headers=headers)
+    assert r.status_code in (200, 422), r.text
+    assert (r.status_code == 200) == schemathesis_hooks._valid_form(case), r.text
 
 
 async def test_unavailable_models_are_left_out_of_the_document(make_client):
