@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from service.models import load_checkpoint
+from service.models import MNIST_NORMALISATION, load_checkpoint
 from training.prior import refit_prior
 
 from .generation import GOALS as RECOGNISABLE
@@ -73,6 +73,21 @@ def judged(model, judges: dict, real: dict, temperature: float) -> dict:
     return figures
 
 
+@torch.no_grad()
+def reconstructions(model, judges: dict, real: dict) -> dict:
+    """Per judge: the decoded posterior means of the 1,000 training digits of ``real_pairs``
+    against the held-out ones, the images the decoder makes of real digits' codes (no prior
+    sampled): what the best prior could reach with this decoder."""
+    held_out, training = real_pairs()
+    mean, _ = model.encode(MNIST_NORMALISATION.normalise(training))
+    images = model.decode(mean)
+    figures = {}
+    for name, judge in judges.items():
+        seen = fidelity(judge, images, held_out)
+        figures[name] = seen | {"fid_ratio": seen["fid"] / real[name]["fid"]}
+    return figures
+
+
 def meets(figures: dict, neg_elbo: float) -> bool:
     """Whether one row meets every goal in every judge (module docstring)."""
     ok = neg_elbo <= NEG_ELBO
@@ -97,6 +112,7 @@ def study(name: str, path: Path, judges: dict, real: dict, components, temperatu
         "train_seconds": sum(row["seconds"] for row in history),
         "train_cpu_seconds": sum(row.get("cpu_seconds", 0.0) for row in history),
         "neg_elbo": metadata["metrics"]["neg_elbo"],
+        "reconstructions": reconstructions(model, judges, real),
     }
     served = checkpoint.config.prior_components, checkpoint.config.prior_temperature
     rows = []
@@ -146,6 +162,28 @@ def render(results: dict) -> str:
             f"{r['temperature']:g}{' (served)' if r['served'] else ''} | {cells} "
             f"| {r['judges']['project']['score']:.2f} | {'yes' if r['meets_goals'] else 'no'} |"
         )
+    return "\n".join(lines) + "\n\n" + _reconstruction_table(results["rows"], judges)
+
+
+def _reconstruction_table(rows: list[dict], judges: list[str]) -> str:
+    """Each checkpoint once: its decoded posterior means of training digits, in every judge."""
+    lines = [
+        "Decoded posterior means of 1,000 training digits against the held-out ones (the "
+        "decoder's images of real codes, no prior sampled), each judge's precision / recall / "
+        "FID (x real):\n",
+        "| recipe | seed | " + " | ".join(judges) + " |",
+        "|---|---|" + "---|" * len(judges),
+    ]
+    seen = set()
+    for r in rows:
+        if r["checkpoint"] in seen or "reconstructions" not in r:
+            continue
+        seen.add(r["checkpoint"])
+        cells = " | ".join(
+            f"{v['precision']:.2f} / {v['recall']:.2f} / {v['fid']:.1f} ({v['fid_ratio']:.2f}x)"
+            for v in (r["reconstructions"][j] for j in judges)
+        )
+        lines.append(f"| {r['recipe']} | {r['seed']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
