@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         description="When set, `POST /visualise`, `POST /attribute`, `POST /reconstruct`, "
-        "`POST /generate`, `GET /models` and the v2 model and repository routes (`GET "
+        "`POST /generate`, `GET /models`, `GET /atlas`, `GET /atlas/{network}/{layer}/{channel}` "
+        "and the v2 model and repository routes (`GET "
         "/v2/models/{name}`, `GET /v2/models/{name}/ready` and `POST /v2/models/{name}/infer`, "
         "each also under `/versions/{version}`; `POST /v2/repository/index`, `POST "
         "/v2/repository/models/{name}/load` and `POST /v2/repository/models/{name}/unload`) need "

@@ -106,6 +106,7 @@ MODEL_ROUTES = [
     ("POST", "/reconstruct"),
     ("POST", "/generate"),
     ("GET", "/models"),
+    ("GET", "/atlas"),
     ("GET", "/v2/models/{name}"),
     ("GET", "/v2/models/{name}/versions/{version}"),
     ("GET", "/v2/models/{name}/ready"),
