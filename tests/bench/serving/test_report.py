@@ -237,14 +237,18 @@ def test_report_has_every_section_and_the_gpu_goals_when_a_gpu_ran(results, tmp_
     assert "| ... same, httpx generator | httpx | 700 | 1.5 | 0.7 | 90% | 909 |" in text
 
 
+def _served(rate: float) -> dict:
+    return {"answers_per_s": rate, "requests": 10, "errors": 0}
+
+
 def test_attribute_beside_captum_is_reported_and_its_goals_follow_the_ratios(results, tmp_path):
     results["attribution"] = {
         "cnn_occlusion": {
-            "service": {1: 30.0, 8: 45.0},
+            "service": {1: _served(30.0), 8: _served(45.0)},
             "captum": {"rates": {1: 2.0, 64: 20.0}, "best_batch": 64, "answers_per_s": 20.0},
         },
         "alexnet_integrated_gradients": {
-            "service": {1: 0.9, 8: 1.2},
+            "service": {1: _served(0.9), 8: _served(1.2)},
             "captum": {"rates": {16: 1.0}, "best_batch": 16, "answers_per_s": 1.0},
         },
     }
