@@ -216,8 +216,8 @@ OPERATIONS = {
 
 
 def chunk_size(passes: int, max_batch_size: int, concurrent_batches: int) -> int:
-    """Passes per job: at most a batch's share of the concurrent batches, so that one request
-    alone keeps every inference thread busy and several requests' chunks fill batches."""
+    """Passes per job: even chunks of at most a batch's share of the concurrent batches, so
+    that the chunks of as many requests as there are inference threads fill a batch."""
     limit = max(1, max_batch_size // concurrent_batches)
     chunks = -(-passes // limit)
     return -(-passes // chunks)
@@ -238,15 +238,10 @@ async def _passes_through(
         PassesJob(plan, start, min(start + chunk, plan.steps), target)
         for start in range(0, plan.steps, chunk)
     ]
-    # a chunk per inference thread in the queue at a time: one request keeps every thread busy,
-    # and many leave room in the queue (UNCONV_MAX_QUEUE counts passes) for one another
-    in_flight = asyncio.Semaphore(settings.concurrent_batches)
-
-    async def run(job: PassesJob) -> torch.Tensor:
-        async with in_flight:
-            return await engine.submit(model, key, job, job.stop - job.start)
-
-    return await asyncio.gather(*(run(job) for job in jobs))
+    # one chunk of a request in the queue at a time: a batch that runs alone has every thread
+    # (ThreadShare), and many requests leave room in the queue (UNCONV_MAX_QUEUE counts passes)
+    # and keep their chunks' waits short (UNCONV_REQUEST_TIMEOUT_S bounds each)
+    return [await engine.submit(model, key, job, job.stop - job.start) for job in jobs]
 
 
 async def attribute(

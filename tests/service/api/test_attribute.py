@@ -226,8 +226,8 @@ async def test_several_requests_passes_share_batches(make_client):
 
 
 async def test_requests_with_more_passes_than_the_queue_holds_are_answered(make_client):
-    # 4 requests of 30 passes each, 120 in all, through a queue of 64 passes: each keeps a
-    # chunk per inference thread waiting (2 x 8 passes), 64 at most
+    # 4 requests of 30 passes each, 120 in all, through a queue of 64 passes: each keeps one
+    # chunk of 8 passes waiting at a time
     client, _ = await make_client(max_queue=64, max_batch_size=16, concurrent_batches=2)
 
     async def ask(seed):
