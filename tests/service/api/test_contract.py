@@ -166,11 +166,12 @@ def test_schemathesis_finds_no_failure_in_any_operation(checkpoint_dir, tmp_path
     assert "Unresolvable" not in done.stdout and "skipped parts of the schema" not in done.stdout
 
 
+@pytest.mark.parametrize("layer", [1, "1"])
 @pytest.mark.parametrize(
     "value", [[], ["json"], ["png", "json"], [3], ["gif"], [None], None, "npy", 3]
 )
 async def test_the_fuzz_calls_a_form_negative_only_when_the_service_refuses_what_is_sent(
-    make_client, value
+    make_client, value, layer
 ):
     """schemathesis sends a list in a form field as one part per item, so a "negative" field
     made an array may go out as a valid request: no part (the field absent, its default) or
@@ -178,7 +179,7 @@ async def test_the_fuzz_calls_a_form_negative_only_when_the_service_refuses_what
     is refused, what they drop is answered."""
     client, _ = await make_client()
     schema = schemathesis.openapi.from_dict((await client.get("/openapi.json")).json())
-    body = {"file": png_bytes(), "network": "cnn", "layer": 1, "format": value}
+    body = {"file": png_bytes(), "network": "cnn", "layer": layer, "format": value}
     case = schema["/visualise"]["POST"].Case(body=body, media_type="multipart/form-data")
     files = case.as_transport_kwargs(base_url="http://test")["files"]
     sent = requests.Request("POST", "http://test/visualise", files=files).prepare()
