@@ -141,14 +141,26 @@ def _send(url: str, request: tuple) -> tuple[str, float]:
     return route, elapsed
 
 
-def _load(url: str, workers: list[int]) -> list[tuple[str, float]]:
+def _load(url: str, workers: list[int], prometheus: str) -> list[tuple[str, float]]:
     """The load once through each worker (the other one paused, so that it takes no
-    connection), four requests at a time; (route, seconds the client waited) of each."""
+    connection), four requests at a time, with a scrape after each: every series then has two
+    samples that differ, which ``rate`` needs (a series first scraped after the whole load has
+    none, and a dashboard's ratio of rates is 0/0); (route, seconds the client waited) of each."""
     sent = []
     for idle in workers:
         with stopped(idle), ThreadPoolExecutor(4) as pool:
             sent += pool.map(lambda request: _send(url, request), _LOAD)
+        _next_scrape(prometheus)
     return sent
+
+
+def _next_scrape(prometheus: str) -> None:
+    """Until Prometheus has scraped the service once more than when called."""
+    seen = _by(prometheus, 'timestamp(up{job="unconv"})')
+    deadline = time.monotonic() + 60
+    while _by(prometheus, 'timestamp(up{job="unconv"})') in (seen, {}):
+        assert time.monotonic() < deadline, "Prometheus stopped scraping"
+        time.sleep(0.5)
 
 
 def _wait_for_scrape(prometheus: str, expected: float) -> None:
@@ -162,10 +174,7 @@ def _wait_for_scrape(prometheus: str, expected: float) -> None:
         time.sleep(0.5)
     else:
         raise AssertionError(f"{query} is {_by(prometheus, query)}, the load sent {expected}")
-    seen = _by(prometheus, 'timestamp(up{job="unconv"})')
-    while _by(prometheus, 'timestamp(up{job="unconv"})') == seen:
-        assert time.monotonic() < deadline, "Prometheus stopped scraping"
-        time.sleep(0.5)
+    _next_scrape(prometheus)
 
 
 def test_a_real_prometheus_sums_the_workers_to_what_the_load_sent(checkpoint_dir, tmp_path):
@@ -174,7 +183,7 @@ def test_a_real_prometheus_sums_the_workers_to_what_the_load_sent(checkpoint_dir
     with running_service(checkpoints, tmp_path / "server.log", **env) as (server, url):
         config = _scrape_config(url.removeprefix("http://"), tmp_path)
         with _prometheus(config, tmp_path) as prometheus:
-            sent = _load(url, sorted(child_processes(server.pid)))
+            sent = _load(url, sorted(child_processes(server.pid)), prometheus)
             _wait_for_scrape(prometheus, 2 * len(_LOAD))
             _check_counters(prometheus)
             _check_latency(prometheus, [s for route, s in sent if route == "/generate"])

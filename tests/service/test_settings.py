@@ -28,6 +28,7 @@ BAD = {
     "UNCONV_CODEC_THREADS": ("x", "valid integer"),
     "UNCONV_WORKERS": ("0", "greater than or equal to 1"),
     "UNCONV_LOG_LEVEL": ("loud", "'critical', 'error', 'warning', 'info' or 'debug'"),
+    "UNCONV_LOG_FORMAT": ("xml", "'text' or 'json'"),
     "UNCONV_MODEL_CONTROL": ("poll", "'none' or 'explicit'"),
     "UNCONV_WATCH_CHECKPOINTS": ("often", "valid boolean"),
 }
