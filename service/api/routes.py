@@ -63,6 +63,14 @@ def _chosen(engine: Engine, name: str, endpoint: str, given: bool) -> ServedMode
         raise invalid_parameters(f"the default, {err.detail}; name one of {served}") from None
 
 
+async def _one_image(request: Request, form_type, path: str):
+    """The form and its one upload, for the routes that explain one image."""
+    form, uploads = await read_form(request, form_type)
+    if len(uploads) > 1:
+        raise invalid_parameters(f"file: {path} takes one image per request")
+    return form, uploads[0]
+
+
 @model_routes.post(
     "/visualise",
     responses=image_responses(VisualiseResponse, (NPY_MEDIA_TYPE,))
@@ -72,9 +80,7 @@ def _chosen(engine: Engine, name: str, endpoint: str, given: bool) -> ServedMode
 async def visualise(request: Request) -> Response:
     """Project a layer's top-k activations of an image back to pixel space (Zeiler & Fergus)."""
     engine = engine_of(request)
-    form, uploads = await read_form(request, VisualiseForm)
-    if len(uploads) > 1:
-        raise invalid_parameters("file: /visualise takes one image per request")
+    form, upload = await _one_image(request, VisualiseForm, "/visualise")
     model = _chosen(engine, form.network, "visualise", "network" in form.model_fields_set)
     model.check_visualise(form.layer, form.k, form.channel)
 
@@ -82,7 +88,7 @@ async def visualise(request: Request) -> Response:
         return visualisation_response(vis, model, form)
 
     key = ("visualise", form.layer, form.k, form.channel, form.method)
-    job = VisualiseJob(uploads[0], encode)
+    job = VisualiseJob(upload, encode)
     return await while_connected(request, engine.submit(model, key, job, 1))
 
 
@@ -95,9 +101,7 @@ async def visualise(request: Request) -> Response:
 async def attribute(request: Request) -> Response:
     """Show which pixels made a classifier's logit for a class (Grad-CAM, IG, occlusion...)."""
     engine = engine_of(request)
-    form, uploads = await read_form(request, AttributeForm)
-    if len(uploads) > 1:
-        raise invalid_parameters("file: /attribute takes one image per request")
+    form, upload = await _one_image(request, AttributeForm, "/attribute")
     model = _chosen(engine, form.network, "attribute", "network" in form.model_fields_set)
     fields = form.model_dump(exclude={"network", "format"})
     wanted = attribution.resolve(model, attribution.AttributionRequest(**fields))
@@ -105,7 +109,7 @@ async def attribute(request: Request) -> Response:
     def encode(result):
         return attribution_response(result, model, form.format)
 
-    work = attribution.attribute(engine, model, uploads[0], wanted, encode)
+    work = attribution.attribute(engine, model, upload, wanted, encode)
     return await while_connected(request, work)
 
 
