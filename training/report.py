@@ -47,12 +47,14 @@ def save_reconstructions(checkpoint: Checkpoint, inputs: torch.Tensor, path: Pat
 
 @torch.no_grad()
 def save_samples(checkpoint: Checkpoint, path: Path, n: int = 64, seed: int = 0) -> None:
-    """A grid of ``n`` images decoded from the prior (the fitted one when there is one)."""
+    """A grid of ``n`` images decoded from the prior (the fitted one when there is one), at the
+    model's pixel temperature, as /generate renders them."""
     model = checkpoint.model.eval()
     latent = checkpoint.config.latent_features
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    images = model.decode(model.sample_prior(n, latent, generator).to(device))
+    z = model.sample_prior(n, latent, generator).to(device)
+    images = model.decode(z, pixel_temperature=model.pixel_temperature)
     Path(path).write_bytes(encode_png(grid(images.cpu(), 8, padding=1)))
 
 

@@ -191,7 +191,7 @@ def generate_works(n: int = 64) -> tuple[Work, Work]:
                 with _forward(threads):
                     # as /generate draws them: from the prior, with a generator seeded anew
                     z = vae.sample_prior(n, torch.Generator().manual_seed(bs))
-                    images = vae.decode(z)
+                    images = vae.decode(z, pixel_temperature=vae.pixel_temperature)
                 return encode_png(grid(images)) if codec else images
 
             return call

@@ -76,7 +76,7 @@ def create_app(checkpoint_dir: str) -> FastAPI:
     def generate(body: GenerateRequest) -> Response:
         z, seed = latent_codes(body, vae.config.latent_features, prior, labels)
         with torch.inference_mode():
-            images = vae.model.decode(z)
+            images = vae.model.decode(z, pixel_temperature=vae.model.pixel_temperature)
         headers = {"X-Seed": str(seed)}
         return Response(encode_png(grid(images)), media_type="image/png", headers=headers)
 

@@ -230,10 +230,12 @@ def prior_samples(
     labels: torch.Tensor | None = None,
     standard_normal: bool = False,
     temperature: float | None = None,
+    pixel_temperature: float | None = None,
 ) -> torch.Tensor:
     """(n, 1, 28, 28) images decoded from ``model``'s prior (its fitted one unless
     ``standard_normal``, at ``temperature`` or the prior's own), drawn from a generator seeded
-    with ``seed``, as /generate does."""
+    with ``seed`` and rendered at ``pixel_temperature`` or the model's own, as /generate
+    does."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     features = model.decoder[0].in_features
@@ -241,7 +243,11 @@ def prior_samples(
         z = torch.randn(n, features, generator=generator)
     else:
         z = model.prior.sample(n, generator, labels, temperature)
-    return torch.cat([model.decode(part) for part in z.split(500)])
+    if pixel_temperature is None:
+        pixel_temperature = model.pixel_temperature
+    return torch.cat(
+        [model.decode(part, pixel_temperature=pixel_temperature) for part in z.split(500)]
+    )
 
 
 def real_pairs(per_digit: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

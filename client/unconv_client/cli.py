@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--label", type=int, default=_GIVEN, help="a class the model lists")
     gen.add_argument("--labels", type=int, nargs="+", default=_GIVEN, help="one per image")
     gen.add_argument("--temperature", type=float, default=_GIVEN, help="the prior's spread")
+    gen.add_argument(
+        "--pixel-temperature", type=float, default=_GIVEN, help="below 1: sharper strokes"
+    )
     for name in ("mean", "log-var"):
         gen.add_argument(f"--{name}", type=json.loads, default=_GIVEN, help="JSON: [[...], ...]")
     gen.add_argument(

@@ -167,6 +167,7 @@ def model_info(model: ServedModel) -> ModelInfo:
         layers=model.layer_names,
         labels=model.labels,
         temperature=model.temperature,
+        pixel_temperature=model.pixel_temperature,
         assumption=model.checkpoint.assumption if model.checkpoint else None,
         attribution=_attribution_defaults(model),
         metadata=model.metadata,

@@ -145,7 +145,12 @@ async def generate(request: Request) -> Response:
     engine = engine_of(request)
     model = _chosen(engine, body.model, "generate", "model" in body.model_fields_set)
     z, seed = latent_codes(body, model.latent_size, model.prior, model.labels)
-    job = GenerateJob(z, lambda images: generation_response(images, z, seed, model, body.format))
+    pixel_temperature = model.pixel_temperature_for(body.pixel_temperature)
+
+    def encode(images) -> Response:
+        return generation_response(images, z, seed, model, body.format)
+
+    job = GenerateJob(z, encode, pixel_temperature)
     return await while_connected(request, engine.submit(model, ("generate",), job, len(z)))
 
 

@@ -40,6 +40,12 @@ Temperature = Annotated[
     Field(ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False),
     BeforeValidator(_json_number),
 ]
+# below this, float32 logits divided by it could overflow to inf - inf = nan
+PixelTemperature = Annotated[
+    float,
+    Field(ge=0.01, le=MAX_TEMPERATURE, allow_inf_nan=False),
+    BeforeValidator(_json_number),
+]
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 # JSON numbers are strict: `true` and "1" are not numbers
 LatentMean = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e4, le=1e4)]
@@ -278,6 +284,13 @@ class GenerateRequest(BaseModel):
         "varied ones; by default the model's own (`temperature` in /models). Prior samples "
         "only: not with `mean`, `log_var` or `interpolate`",
     )
+    pixel_temperature: PixelTemperature | None = Field(
+        None,
+        description="Temperature of the pixels: each is the mean of its Bernoulli tempered to "
+        "p^(1/T) / (p^(1/T) + (1-p)^(1/T)); below 1 sharper strokes, 1 the decoder's plain mean; "
+        "by default the model's own (`pixel_temperature` in /models). Models whose "
+        "`assumption` is binomial or binary only",
+    )
     format: ImageFormat = "png"
 
     @model_validator(mode="after")
@@ -354,6 +367,9 @@ class ModelInfo(BaseModel):
     )
     temperature: float | None = Field(
         None, description="The default `temperature` of /generate's prior samples (VAEs)"
+    )
+    pixel_temperature: float | None = Field(
+        None, description="The default `pixel_temperature` of /generate's images (VAEs)"
     )
     assumption: str | None = None
     attribution: AttributionDefaults | None = Field(

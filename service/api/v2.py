@@ -198,7 +198,7 @@ async def _generate(engine: Engine, model: ServedModel, request: InferRequest, h
     def encode(images: torch.Tensor) -> dict:
         return {"generated": ("FP32", images.numpy()), "z": ("FP32", z.numpy())}
 
-    job = GenerateJob(z, encode)
+    job = GenerateJob(z, encode, model.pixel_temperature)
     produced = await while_connected(http, engine.submit(model, ("generate",), job, len(z)))
     return produced, ({} if seed is None else {"seed": seed})
 

@@ -98,6 +98,26 @@ class ServedModel:
         return self.prior.temperature if self.prior is not None else 1.0
 
     @property
+    def pixel_temperature(self) -> float | None:
+        """The default temperature /generate renders pixels at (VAEs; 1 renders the mean)."""
+        if self.kind != "vae":
+            return None
+        return self.checkpoint.model.pixel_temperature
+
+    def pixel_temperature_for(self, asked: float | None) -> float:
+        """The pixel temperature of one /generate request: ``asked``, else the model's own;
+        ``invalid_parameters`` when a temperature other than 1 is asked of pixels that are not
+        Bernoulli."""
+        if asked is None:
+            return self.pixel_temperature
+        if asked != 1 and self.checkpoint.assumption not in ("binomial", "binary"):
+            raise invalid_parameters(
+                f"pixel_temperature tempers Bernoulli pixels, and model {self.name!r} assumes "
+                f"{self.checkpoint.assumption!r}: leave it out or give 1"
+            )
+        return asked
+
+    @property
     def latent_size(self) -> int | None:
         config = self.checkpoint.config if self.checkpoint else None
         return getattr(config, "latent_features", None) if self.kind == "vae" else None

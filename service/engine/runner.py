@@ -56,10 +56,12 @@ class VisualiseJob:
 
 @dataclass(frozen=True)
 class GenerateJob:
-    """(n, latent) codes to decode; ``encode`` gets the (n, C, H, W) images."""
+    """(n, latent) codes to decode at a pixel temperature; ``encode`` gets the (n, C, H, W)
+    images."""
 
     z: torch.Tensor
     encode: Encode
+    pixel_temperature: float = 1.0
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -231,10 +233,16 @@ def visualise(
     ]
 
 
-def generate(model: ServedModel, codes: list[torch.Tensor], device) -> list[torch.Tensor]:
-    """(n_i, latent) codes -> (n_i, C, H, W) images per request."""
-    images = model.checkpoint.model.decode(to_device(torch.cat(codes), device)).cpu()
-    return list(images.split(_sizes(codes)))
+def generate(
+    model: ServedModel, codes: list[torch.Tensor], device, pixel_temperatures: list[float]
+) -> list[torch.Tensor]:
+    """(n_i, latent) codes -> (n_i, C, H, W) images per request, each request's rendered at its
+    own pixel temperature."""
+    sizes = _sizes(codes)
+    t = torch.tensor(pixel_temperatures).repeat_interleave(torch.tensor(sizes))
+    z, t = to_device(torch.cat(codes), device), to_device(t, device)
+    images = model.checkpoint.model.decode(z, pixel_temperature=t).cpu()
+    return list(images.split(sizes))
 
 
 @dataclass(frozen=True)
@@ -258,7 +266,8 @@ class ModelRunner:
 def _predict_generate(runner: ModelRunner, jobs: list[GenerateJob]) -> list:
     items = sum(len(job.z) for job in jobs)
     with tracing.phase("forward pass"), runner.threads.forward(items):
-        images = generate(runner.model, [job.z for job in jobs], runner.device)
+        codes, temperatures = [job.z for job in jobs], [job.pixel_temperature for job in jobs]
+        images = generate(runner.model, codes, runner.device, temperatures)
     with tracing.phase("encode"):
         return runner.pool.map(lambda out, job: job.encode(out), images, jobs)
 

@@ -12,8 +12,17 @@ variational to deterministic autoencoders"), with C clusters of every label's im
 
 ``Sigma_yc`` is the covariance of the mixture sum_i q(z | x_i) over the images of the cluster,
 so codes drawn from it are the codes the decoder met in training. Drawing from the components
-of one label gives images of that label. The tensors are buffers of the model and so live in
-its safetensors file; the config's ``labels`` say that a prior is there and name the labels.
+of one label gives images of that label. With as many components as a label has images, every
+image is a cluster of its own and the prior is the aggregate posterior itself, sum_i q(z | x_i)
+(a kernel density estimate; the optimal prior of the ELBO, Hoffman & Johnson 2016): its samples
+are as varied as the training images, not the clusters' averages.
+
+Codes among other labels' codes are left out of the fit: an image whose ``NEIGHBOURS`` nearest
+posterior means (of all labels) hold fewer than ``OWN_SHARE`` of its own label (a 4 the encoder
+puts among the 9s) would give samples of that label that decode to another digit.
+
+The tensors are buffers of the model and so live in its safetensors file; the config's
+``labels`` say that a prior is there and name the labels.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from torch import nn
 
 # keeps every Sigma_yc positive definite when a label has fewer images than latent dimensions
 JITTER = 1e-4
+# an image is fitted when at least half of its nearest posterior means have its label
+NEIGHBOURS, OWN_SHARE = 10, 0.5
 
 
 class LabelPrior(nn.Module):
@@ -83,19 +94,21 @@ class LabelPrior(nn.Module):
         mean, var = mean.double().cpu(), log_var.double().exp().cpu()
         labels = labels.cpu()
         generator = torch.Generator().manual_seed(0)  # k-means starts: the same fit every time
+        among_own = among_own_label(mean, labels)
         for y in range(self.labels):
             rows = labels == y
             count = int(rows.sum())
             if count < 2:
                 raise ValueError(f"expected at least 2 images of label {y} but found {count}")
+            if int((rows & among_own).sum()) >= 2:  # else the label has no typical codes: all
+                rows &= among_own
             clusters = _kmeans(mean[rows], self.components, generator)
             for c in range(self.components):
                 members = clusters == c
-                if int(members.sum()) < 2:  # an empty or lone cluster: never sampled
+                # p(y) (of every image) times the cluster's share of the label's fitted ones
+                share = count / len(labels) * float(members.sum()) / len(clusters)
+                if not members.any():  # an empty cluster: never sampled
                     members = torch.ones_like(members)
-                    share = 0.0
-                else:
-                    share = float(members.sum()) / len(labels)
                 self._set(y * self.components + c, mean[rows][members], var[rows][members], share)
 
     def _set(self, k: int, means: torch.Tensor, variances: torch.Tensor, weight: float) -> None:
@@ -159,18 +172,43 @@ class LabelPrior(nn.Module):
         # triangular solve per code and component: the held-out evaluation of every epoch pays it
         eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device).expand_as(self.scale_tril)
         inverse = torch.linalg.solve_triangular(self.scale_tril, eye, upper=False)  # (K * C, D, D)
-        codes = (z @ inverse.flatten(0, 1).T).unflatten(1, inverse.shape[:2])  # (N, K * C, D)
-        white = codes - torch.einsum("kij,kj->ki", inverse, self.means)
+        shift = torch.einsum("kij,kj->ki", inverse, self.means)
         log_det = self.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K * C,)
-        features = z.shape[1]
-        component = -0.5 * white.pow(2).sum(-1) - log_det - 0.5 * features * math.log(2 * math.pi)
-        return torch.logsumexp(component + self.weights.log(), dim=1)
+        constant = -log_det - 0.5 * z.shape[1] * math.log(2 * math.pi) + self.weights.log()
+        parts = []  # components in chunks: (N, chunk, D) stays small with thousands of them
+        for i in range(0, len(inverse), 256):
+            block = inverse[i : i + 256]
+            white = (z @ block.flatten(0, 1).T).unflatten(1, block.shape[:2]) - shift[i : i + 256]
+            parts.append(-0.5 * white.pow(2).sum(-1) + constant[i : i + 256])
+        return torch.logsumexp(torch.cat(parts, dim=1), dim=1)
+
+
+def among_own_label(
+    mean: torch.Tensor, labels: torch.Tensor, neighbours: int = NEIGHBOURS, chunk: int = 1024
+) -> torch.Tensor:
+    """(N,) bool: whether at least ``OWN_SHARE`` of each of the (N, D) codes' ``neighbours``
+    nearest other codes (Euclidean) have its label; rows in chunks, so that N need not be
+    small."""
+    k = min(neighbours, len(mean) - 1)
+    if k < 1:
+        return torch.ones(len(mean), dtype=torch.bool)
+    own = []
+    for start in range(0, len(mean), chunk):
+        distances = torch.cdist(mean[start : start + chunk], mean)
+        rows = torch.arange(start, start + len(distances))
+        distances[rows - start, rows] = torch.inf  # not its own neighbour
+        nearest = distances.topk(k, largest=False).indices
+        own.append((labels[nearest] == labels[rows, None]).double().mean(1))
+    return torch.cat(own) >= OWN_SHARE
 
 
 def _kmeans(x: torch.Tensor, clusters: int, generator: torch.Generator, steps: int = 30):
-    """Cluster index (N,) of every row of x (N, D): Lloyd's algorithm from random rows."""
+    """Cluster index (N,) of every row of x (N, D): Lloyd's algorithm from random rows. With
+    ``clusters`` >= N every row is a cluster of its own."""
     if clusters == 1:
         return torch.zeros(len(x), dtype=torch.long)
+    if clusters >= len(x):
+        return torch.arange(len(x))
     centres = x[torch.randperm(len(x), generator=generator)[:clusters]]
     assigned = torch.cdist(x, centres).argmin(1)
     for _ in range(steps):

@@ -47,6 +47,9 @@ class VariationalAutoEncoder(nn.Module):
     prior : LabelPrior, optional
         A prior fitted to the aggregate posterior after training, one Gaussian per label, that
         ``sample_prior`` draws from; without it new codes come from N(0, I).
+    pixel_temperature : float, optional
+        The temperature ``generate`` renders pixels at (``decode``'s ``pixel_temperature``); a
+        binomial or binary VAE only, as only their pixels are Bernoulli.
     """
 
     @staticmethod
@@ -102,12 +105,15 @@ class VariationalAutoEncoder(nn.Module):
         decoder: nn.Module,
         assumption: str | None = None,
         prior: LabelPrior | None = None,
+        pixel_temperature: float = 1.0,
     ):
         super().__init__()
+        check_pixel_temperature(pixel_temperature, assumption)
         self.assumption = assumption
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
+        self.pixel_temperature = pixel_temperature
 
     def sample_prior(
         self,
@@ -155,9 +161,24 @@ class VariationalAutoEncoder(nn.Module):
         return self.decoder(z), (mean, log_var)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, y_range: tuple | None = None) -> torch.Tensor:
-        """Latent codes (N, code_features) -> intensities in [0, 1], shaped like the inputs."""
-        return to_intensities(self.decoder(z), self.assumption, y_range)
+    def decode(
+        self,
+        z: torch.Tensor,
+        y_range: tuple | None = None,
+        pixel_temperature: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        """
+        Latent codes (N, code_features) -> intensities in [0, 1], shaped like the inputs.
+
+        ``pixel_temperature`` (a number or one per code, (N,)) divides a binomial decoder's
+        logits: each pixel becomes the mean of its Bernoulli tempered to ``p^(1/T) / (p^(1/T) +
+        (1 - p)^(1/T))``. Below 1 strokes the decoder is sure of come out sharper, where its
+        mean blurs every edge that varies between the digits a code could be; 1 is the mean.
+        """
+        logits = self.decoder(z)
+        t = torch.as_tensor(pixel_temperature, dtype=logits.dtype, device=logits.device)
+        t = t.view(-1, *[1] * (logits.dim() - 1)) if t.dim() else t
+        return to_intensities(logits / t, self.assumption, y_range)
 
     @torch.no_grad()
     def generate(
@@ -194,13 +215,26 @@ class VariationalAutoEncoder(nn.Module):
         device = next(self.decoder.parameters()).device
         mean = torch.as_tensor(mean).to(device)
         log_var = torch.as_tensor(log_var).to(device)
-        return self.decode(self.sample(mean, log_var, generator), y_range)
+        z = self.sample(mean, log_var, generator)
+        return self.decode(z, y_range, self.pixel_temperature)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct (N, ...) inputs to intensities in [0, 1]."""
         logits, _ = self.forward(x)
         return to_intensities(logits, self.assumption, sample_range(x))
+
+
+def check_pixel_temperature(pixel_temperature: float, assumption: str | None) -> None:
+    """ValueError unless ``pixel_temperature`` is positive, and 1 for a VAE whose pixels are not
+    Bernoulli (``gauss``, ``truncated``)."""
+    if not pixel_temperature > 0:
+        raise ValueError(f"pixel_temperature must be positive, not {pixel_temperature}")
+    if pixel_temperature != 1 and assumption not in ("binomial", "binary"):
+        raise ValueError(
+            f"pixel_temperature tempers Bernoulli pixels; a VAE assuming {assumption!r} has "
+            "none, so it must be 1"
+        )
 
 
 class Residual(nn.Module):
@@ -247,6 +281,7 @@ class MLPVAEConfig:
     labels: tuple[str, ...] = ()
     prior_components: int = 1
     prior_temperature: float = 1.0
+    pixel_temperature: float = 1.0
 
     def build(self, assumption: str | None = None) -> VariationalAutoEncoder:
         pixels = self.in_channels * self.image_size[0] * self.image_size[1]
@@ -263,7 +298,9 @@ class MLPVAEConfig:
             nn.Linear(self.hidden_features, pixels),
             nn.Unflatten(1, (self.in_channels, *self.image_size)),
         )
-        return VariationalAutoEncoder(encoder, decoder, assumption, _prior(self))
+        return VariationalAutoEncoder(
+            encoder, decoder, assumption, _prior(self), self.pixel_temperature
+        )
 
 
 @dataclass
@@ -276,7 +313,9 @@ class ConvVAEConfig:
 
     ``labels`` (both configs): names of the classes of a ``LabelPrior`` fitted after training,
     in order; empty for a VAE that samples from N(0, I). ``prior_components`` (Gaussians per
-    label) and ``prior_temperature`` are that prior's ``components`` and ``temperature``.
+    label) and ``prior_temperature`` are that prior's ``components`` and ``temperature``;
+    ``pixel_temperature`` is the temperature /generate renders pixels at
+    (``VariationalAutoEncoder.decode``).
 
     ``res_blocks``: residual blocks (``Residual`` and an activation) added at each of the two
     resolutions of the encoder and of the decoder; 0 is the auto-encoder's two-convolution
@@ -299,6 +338,7 @@ class ConvVAEConfig:
     labels: tuple[str, ...] = ()
     prior_components: int = 1
     prior_temperature: float = 1.0
+    pixel_temperature: float = 1.0
     res_blocks: int = 0
     dropout: float = 0.0
 
@@ -364,7 +404,9 @@ class ConvVAEConfig:
             convolutions,
             CropTo(*self.image_size),
         )
-        return VariationalAutoEncoder(encoder, decoder, assumption, _prior(self))
+        return VariationalAutoEncoder(
+            encoder, decoder, assumption, _prior(self), self.pixel_temperature
+        )
 
 
 def _prior(config: MLPVAEConfig | ConvVAEConfig) -> LabelPrior | None:

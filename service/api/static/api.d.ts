@@ -33,6 +33,10 @@ export interface ModelInfo {
   latent_size?: number | null;
   layers?: string[] | null;
   labels?: string[] | null;
+  /** The default `temperature` of /generate's prior samples; VAEs only. */
+  temperature?: number | null;
+  /** The default `pixel_temperature` of /generate's images; VAEs only. */
+  pixel_temperature?: number | null;
   assumption?: string | null;
   /** /attribute's defaults and ranges; classifiers only. */
   attribution?: AttributionDefaults | null;
@@ -136,6 +140,8 @@ export interface GenerateRequest {
   label?: number | null;
   labels?: number[] | null;
   temperature?: number | null;
+  /** Below 1 sharper strokes, 1 the decoder's plain mean; binomial or binary VAEs only. */
+  pixel_temperature?: number | null;
   format?: ImageFormat;
 }
 

@@ -12,7 +12,7 @@ from service.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from service.models.prior import JITTER
+from service.models.prior import JITTER, among_own_label
 
 
 @pytest.fixture
@@ -131,3 +131,42 @@ def test_a_label_draws_its_own_components_by_their_weights():
         assert (counts[4 * label : 4 * label + 4][own == 0] == 0).all()  # none of weight 0
         shares = counts[4 * label : 4 * label + 4] / 20000
         torch.testing.assert_close(shares, own / own.sum(), atol=0.015, rtol=0)
+
+
+def test_among_own_label_is_the_majority_of_the_ten_nearest_codes():
+    generator = torch.Generator().manual_seed(2)
+    labels = torch.randint(3, (300,), generator=generator)
+    mean = torch.randn(300, 4, generator=generator).double() + 1.5 * labels.unsqueeze(1)
+    m, y = mean.numpy(), labels.numpy()
+    distances = ((m[:, None] - m[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1)[:, :10]
+    expected = (y[nearest] == y[:, None]).sum(1) >= 5
+    assert 0 < (~expected).sum() < 150  # the labels overlap: some codes are left out
+    np.testing.assert_array_equal(among_own_label(mean, labels, chunk=64).numpy(), expected)
+
+
+def test_a_component_per_image_is_the_aggregate_posterior_without_the_strays():
+    # labels 0 and 1 far apart, and one image of label 0 (the last) among the 1s
+    generator = torch.Generator().manual_seed(4)
+    mean = torch.cat(
+        [torch.randn(12, 2, generator=generator), 20 + torch.randn(13, 2, generator=generator)]
+    )
+    labels = torch.tensor([0] * 12 + [1] * 12 + [0])
+    log_var = torch.randn(25, 2, generator=generator) * 0.2 - 2
+    prior = LabelPrior(2, 2, components=15)
+    prior.fit(mean, log_var, labels)
+    for y, rows in ((0, slice(0, 12)), (1, slice(12, 24))):
+        own = slice(15 * y, 15 * y + 15)
+        fitted = prior.weights[own] > 0
+        assert int(fitted.sum()) == 12  # one component per image, the stray left out
+        # each the image's own posterior: its mean and variance (and the jitter)
+        order = torch.argsort(prior.means[own][fitted][:, 0])
+        expected = torch.argsort(mean[rows][:, 0])
+        torch.testing.assert_close(prior.means[own][fitted][order], mean[rows][expected])
+        covariance = prior.scale_tril[own][fitted] @ prior.scale_tril[own][fitted].transpose(1, 2)
+        variances = torch.diag_embed(log_var[rows].exp() + JITTER)[expected]
+        torch.testing.assert_close(covariance[order], variances, rtol=1e-4, atol=1e-6)
+        # p(y) counts every image of the label, the stray too
+        share = (13 if y == 0 else 12) / 25
+        torch.testing.assert_close(prior.weights[own].sum(), torch.tensor(share), rtol=1e-5, atol=0)

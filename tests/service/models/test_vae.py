@@ -99,3 +99,52 @@ def test_res_blocks_and_dropout_keep_the_shapes_and_eval_is_repeatable():
 def test_the_plain_layout_is_unchanged_by_the_new_fields():
     plain = ConvVAEConfig().build("binomial")
     assert not any(isinstance(m, Residual | nn.Dropout) for m in plain.modules())
+
+
+def _tempered_bernoulli_mean(logits: torch.Tensor, t: float) -> torch.Tensor:
+    """The mean of Bernoulli(p = sigmoid(logits)) tempered to p^(1/t) / (p^(1/t) + (1-p)^(1/t)),
+    computed from the probabilities, not from the logits the code under test divides."""
+    p = torch.sigmoid(logits.double())
+    return (p ** (1 / t) / (p ** (1 / t) + (1 - p) ** (1 / t))).float()
+
+
+def test_pixel_temperature_renders_each_pixel_as_its_tempered_bernoulli_mean():
+    config = ConvVAEConfig(
+        hid_channels=4, code_channels=4, latent_features=3, pixel_temperature=0.5
+    )
+    torch.manual_seed(0)
+    vae = config.build("binomial").eval()
+    z = torch.randn(3, 3)
+    with torch.no_grad():
+        logits = vae.decoder(z)
+    assert vae.pixel_temperature == 0.5
+    torch.testing.assert_close(vae.decode(z), torch.sigmoid(logits))  # decode: the mean
+    torch.testing.assert_close(
+        vae.decode(z, pixel_temperature=0.5), _tempered_bernoulli_mean(logits, 0.5)
+    )
+    # one temperature per code
+    per_code = vae.decode(z, pixel_temperature=torch.tensor([1.0, 0.5, 2.0]))
+    for i, t in enumerate((1.0, 0.5, 2.0)):
+        torch.testing.assert_close(per_code[i], _tempered_bernoulli_mean(logits[i], t))
+    # generate renders at the model's own
+    expected = vae.decode(torch.zeros(2, 3), pixel_temperature=0.5)
+    torch.testing.assert_close(
+        vae.generate(torch.zeros(2, 3), -torch.inf * torch.ones(2, 3)), expected
+    )
+
+
+@pytest.mark.parametrize("assumption", ["gauss", "truncated"])
+def test_pixel_temperature_is_for_bernoulli_pixels_only(assumption):
+    config = ConvVAEConfig(
+        hid_channels=4, code_channels=4, latent_features=3, pixel_temperature=0.5
+    )
+    with pytest.raises(ValueError, match="pixel_temperature tempers Bernoulli pixels"):
+        config.build(assumption)
+    config.build("binary")
+    ConvVAEConfig(hid_channels=4, code_channels=4, latent_features=3).build(assumption)
+
+
+@pytest.mark.parametrize("t", [0.0, -1.0, float("nan")])
+def test_pixel_temperature_is_positive(t):
+    with pytest.raises(ValueError, match="must be positive"):
+        MLPVAEConfig(hidden_features=8, latent_features=2, pixel_temperature=t).build("binomial")
