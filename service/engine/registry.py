@@ -99,8 +99,8 @@ class ServedModel:
 
     @property
     def pixel_temperature(self) -> float | None:
-        """The default temperature /generate renders pixels at (VAEs; 1 renders the mean)."""
-        if self.kind != "vae":
+        """The default temperature /generate renders pixels at (loaded VAEs; 1: the mean)."""
+        if self.kind != "vae" or self.checkpoint is None:
             return None
         return self.checkpoint.model.pixel_temperature
 

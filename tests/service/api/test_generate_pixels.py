@@ -29,6 +29,9 @@ def pixels_dir(tmp_path_factory, checkpoint_dir):
         torch.manual_seed(5)
         model = config.build(assumption)
         save_checkpoint(directory / name, model, config, MNIST_NORMALISATION, assumption)
+    # a VAE whose weights cannot be read: listed, unavailable, without a loaded model's figures
+    shutil.copy(directory / "sharp.json", directory / "unreadable.json")
+    (directory / "unreadable.safetensors").write_bytes(b"not safetensors")
     return directory
 
 
@@ -59,6 +62,8 @@ async def test_models_lists_each_vaes_own(client):
     assert models["sharp"]["pixel_temperature"] == 0.5
     assert models["vae"]["pixel_temperature"] == 1.0
     assert models["ae"]["pixel_temperature"] is None
+    assert not models["unreadable"]["available"]
+    assert models["unreadable"]["pixel_temperature"] is None
 
 
 async def test_the_models_own_by_default_and_the_requests_when_given(client, pixels_dir):
