@@ -172,8 +172,8 @@ class VariationalAutoEncoder(nn.Module):
 
         ``pixel_temperature`` (a number or one per code, (N,)) divides a binomial decoder's
         logits: each pixel becomes the mean of its Bernoulli tempered to ``p^(1/T) / (p^(1/T) +
-        (1 - p)^(1/T))``. Below 1 strokes the decoder is sure of come out sharper, where its
-        mean blurs every edge that varies between the digits a code could be; 1 is the mean.
+        (1 - p)^(1/T))``. Below 1 every pixel moves towards the side (0 or 1) the decoder favours,
+        which undoes the blur its mean puts on the stroke edges it is unsure of; 1 is the mean.
         """
         logits = self.decoder(z)
         t = torch.as_tensor(pixel_temperature, dtype=logits.dtype, device=logits.device)
