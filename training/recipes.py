@@ -72,8 +72,8 @@ RECIPES = {
         weight_decay=0.1,
         beta=0.7,
     ),
-    # the former default's training, 30 epochs at KL weight 0.6: over the five-minute budget
-    # (docs/variety.md judges it with its former prior, 80 clusters per digit)
+    # the former default's training, 30 epochs at KL weight 0.6: over the five-minute budget, and
+    # judged as the default is served (docs/judges-quality.json) little different from it
     "vae-quality": Recipe(
         ConvVAEConfig(res_blocks=2, **SERVED_SAMPLING),
         "binomial",
