@@ -363,8 +363,8 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], tuple[float, 
 def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: tuple[float, float]) -> None:
     """Evaluate on the held-out split, add the epoch to the history, write checkpoint and state."""
     recipe, options = run.recipe, run.options
-    if recipe.kind == "vae" and epoch == recipe.epochs:
-        # once, at the end: the fit costs seconds; earlier checkpoints keep N(0, I)
+    prior_fitted = recipe.kind == "vae" and epoch == recipe.epochs
+    if prior_fitted:  # once, at the end: the fit costs seconds; earlier checkpoints keep N(0, I)
         fit_prior(run.model, run.train_set.inputs, run.splits.train_labels, run.world.device)
     metrics = evaluate(
         run.model,
@@ -374,6 +374,7 @@ def _evaluate_and_save(run: _Run, epoch: int, losses: dict, seconds: tuple[float
         recipe.assumption,
         MNIST_NORMALISATION,
         seed=options.seed,
+        prior_fitted=prior_fitted,
     )
     run.history.append(
         {"epoch": epoch, "seconds": round(seconds[0], 3), "cpu_seconds": round(seconds[1], 3)}

@@ -6,6 +6,7 @@ from torch import nn
 
 from service.models import (
     MNIST_NORMALISATION,
+    ConvVAEConfig,
     Normalisation,
     VariationalAutoEncoder,
     load_checkpoint,
@@ -121,3 +122,28 @@ def test_artefacts_are_written_beside_the_checkpoint(tmp_path):
     for suffix in ("losses", "reconstructions", "samples"):
         png = tmp_path / f"vae.{suffix}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_before_its_fit_a_priors_density_is_the_standard_normals():
+    # an unfitted prior: every component N(0, I); the evaluation takes N(0, I)'s density for
+    # it (prior_fitted=False) without a pass over the components, and gets the same figures
+    torch.manual_seed(0)
+    vae = ConvVAEConfig(
+        hid_channels=4,
+        code_channels=4,
+        hidden_features=8,
+        latent_features=3,
+        labels=("a", "b"),
+        prior_components=20,
+    ).build("binomial")
+    pixels = torch.rand(6, 1, 28, 28)
+    batches = [(MNIST_NORMALISATION.normalise(pixels), pixels)]
+    args = (vae, "vae", batches, torch.device("cpu"), "binomial", MNIST_NORMALISATION)
+    shortcut, full = evaluate(*args, prior_fitted=False), evaluate(*args, prior_fitted=True)
+    assert shortcut == pytest.approx(full, rel=1e-5)
+    # and what both estimate: log q(z|x) - log N(z; 0, I) at the same latent sample
+    mean, log_var = vae.encode(batches[0][0])
+    z = VariationalAutoEncoder.sample(mean, log_var, torch.Generator().manual_seed(0))
+    q = torch.distributions.Normal(mean, (0.5 * log_var).exp()).log_prob(z).sum(1)
+    p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    assert shortcut["kl_fitted"] == pytest.approx((q - p).mean().item(), rel=1e-4)
